@@ -1,0 +1,3 @@
+"""Tierwise: a loyalty tier engine."""
+
+__version__ = "0.1.0"

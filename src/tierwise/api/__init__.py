@@ -1,0 +1,1 @@
+"""HTTP edge: the native REST API and the platform dialects."""

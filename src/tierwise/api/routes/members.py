@@ -1,0 +1,195 @@
+"""Members: enrolment, status (R5-R7, R27) and history (R22)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Path, Query, Response
+
+from tierwise.api.auth import MembersRead, MembersWrite, RuntimeDep
+from tierwise.api.schemas import (
+    AssignmentOut,
+    CriterionOut,
+    HistoryEntryOut,
+    HistoryOut,
+    LadderStatusOut,
+    LevelRef,
+    MemberIn,
+    MemberOut,
+    ProgressOut,
+    StatusOut,
+)
+from tierwise.db.repos.members import MemberRow
+from tierwise.domain.ladder import Level
+from tierwise.domain.progress import RuleProgress
+from tierwise.services import members as members_service
+from tierwise.services import status as service
+from tierwise.services.status import LadderStatus
+
+router = APIRouter(prefix="/v1/members", tags=["members"])
+
+MemberId = Path(min_length=1, max_length=128, description="Your id for the member")
+AsOf = Query(default=None, description="Evaluate as of this instant (ISO 8601 with offset)")
+
+
+def member_out(member: MemberRow) -> MemberOut:
+    return MemberOut(
+        id=member.id,
+        uuid=member.uuid,
+        member_id=member.external_id,
+        enrolled_at=member.enrolled_at,
+        last_activity_at=member.last_activity_at,
+        created_at=member.created_at,
+    )
+
+
+def level_ref(level: Level | None, ids: dict[str, int]) -> LevelRef | None:
+    if level is None:
+        return None
+    return LevelRef(
+        id=ids.get(level.key),
+        key=level.key,
+        name=level.name,
+        rank=level.rank,
+        earn_multiplier=level.earn_multiplier,
+        benefits=level.benefits,
+    )
+
+
+def progress_out(level: Level, progress: RuleProgress | None) -> ProgressOut | None:
+    if progress is None:
+        return None
+    criteria = [
+        CriterionOut(
+            metric=p.criterion.metric,
+            window=p.criterion.window,
+            window_label=p.criterion.window.label(),
+            operator=p.criterion.operator.value,
+            threshold=p.criterion.threshold,
+            current=p.current,
+            required=p.required,
+            remaining=p.remaining,
+            percentage=float(p.percentage),
+            met=p.met,
+        )
+        for p in progress.criteria
+    ]
+    head = criteria[0]
+    return ProgressOut(
+        level=level.key,
+        mode=progress.mode.value,
+        metric=head.metric,
+        window=head.window_label,
+        current=head.current,
+        required=head.required,
+        remaining=head.remaining,
+        percentage=head.percentage,
+        met=progress.met,
+        criteria=criteria,
+    )
+
+
+def ladder_status_out(item: LadderStatus) -> LadderStatusOut:
+    ids = item.ladder.level_ids
+    assignment = item.state.assignment
+    return LadderStatusOut(
+        ladder=item.ladder.key,
+        ladder_id=item.ladder.id,
+        current_level=level_ref(item.current, ids),
+        previous_level=level_ref(item.previous, ids),
+        next_level=level_ref(item.next, ids),
+        achieved_at=item.state.achieved_at,
+        expires_at=item.state.expires_at,
+        check_due_at=item.state.check_due_at,
+        assignment=None
+        if assignment is None
+        else AssignmentOut(
+            level=assignment.level_key,
+            mode=assignment.mode.value,
+            reason=assignment.reason,
+            actor=assignment.actor,
+            assigned_at=assignment.assigned_at,
+            expires_at=assignment.expires_at,
+        ),
+        progress=progress_out(item.next, item.progress) if item.next else None,
+        to_keep=progress_out(item.current, item.maintain) if item.current else None,
+    )
+
+
+@router.put("/{member_id}", response_model=MemberOut)
+async def enrol_member(
+    body: MemberIn,
+    response: Response,
+    rt: RuntimeDep,
+    caller: MembersWrite,
+    member_id: str = MemberId,
+) -> MemberOut:
+    member, created = await members_service.enrol(rt, caller, member_id, body.enrolled_at)
+    response.status_code = 201 if created else 200
+    return member_out(member)
+
+
+@router.get("/{member_id}/status", response_model=StatusOut)
+async def member_status(
+    rt: RuntimeDep,
+    caller: MembersRead,
+    member_id: str = MemberId,
+    program_id: int | None = Query(default=None, ge=1, le=2**62),
+    ladder: str | None = Query(default=None, max_length=64),
+    as_of: datetime | None = AsOf,
+) -> StatusOut:
+    status = await service.member_status(
+        rt, caller, member_id, program_id=program_id, as_of=_aware(as_of), ladder_key=ladder
+    )
+    return StatusOut(
+        member_id=status.member.external_id,
+        program_id=status.program.id,
+        as_of=status.as_of,
+        ladders=[ladder_status_out(item) for item in status.ladders],
+    )
+
+
+@router.get("/{member_id}/history", response_model=HistoryOut)
+async def member_history(
+    rt: RuntimeDep,
+    caller: MembersRead,
+    member_id: str = MemberId,
+    program_id: int | None = Query(default=None, ge=1, le=2**62),
+    ladder: str | None = Query(default=None, max_length=64),
+    until: datetime | None = Query(default=None),
+) -> HistoryOut:
+    found = await service.member_history(
+        rt, caller, member_id, program_id=program_id, ladder_key=ladder, until=_aware(until)
+    )
+    return HistoryOut(
+        member_id=found.member.external_id,
+        program_id=found.program.id,
+        entries=[
+            HistoryEntryOut(
+                id=row.uuid,
+                ladder=ladder_row.key,
+                from_level=row.change.from_level,
+                to_level=row.change.to_level,
+                kind=row.change.kind.value,
+                source=row.change.source.value,
+                activity_id=row.activity_id,
+                actor=row.change.actor,
+                reason=row.change.reason,
+                occurred_at=row.change.at,
+                recorded_at=row.recorded_at,
+            )
+            for ladder_row, row in found.entries
+        ],
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from tierwise.domain.errors import InvalidInput
+
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput(
+            "give instants with a time zone offset, e.g. 2025-01-01T00:00:00Z",
+            code="naive_datetime",
+            field="as_of",
+        )
+    return value

@@ -1,0 +1,284 @@
+"""Request and response bodies of the native API (separate from tables and domain)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from tierwise.domain.activity import ActivityType
+from tierwise.domain.ladder import Benefit, Ladder
+from tierwise.domain.metrics import is_counter_name
+from tierwise.domain.windows import Window
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- programs --------------------------------------------------------------------------
+
+
+class ProgramIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    time_zone: str = Field(default="UTC", description="IANA zone for calendar boundaries")
+    currency: str = Field(default="USD", min_length=3, max_length=3)
+    earn_rate: Decimal = Field(
+        default=Decimal(1),
+        ge=0,
+        le=100000,
+        decimal_places=6,
+        description="Points per major currency unit (before multipliers)",
+    )
+    is_default: bool = False
+
+
+class ProgramPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    time_zone: str | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    earn_rate: Decimal | None = Field(default=None, ge=0, le=100000, decimal_places=6)
+    is_default: bool | None = None
+
+
+class ProgramOut(BaseModel):
+    id: int
+    uuid: str
+    name: str
+    time_zone: str
+    currency: str
+    earn_rate: str
+    is_default: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class LadderOut(BaseModel):
+    id: int
+    uuid: str
+    program_id: int
+    key: str
+    version: int | None
+    level_ids: dict[str, int] = Field(description="Stable integer id of each level key")
+    definition: Ladder | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- activities ------------------------------------------------------------------------
+
+
+class ActivityIn(Strict):
+    """One activity. Fields by type: purchase ``amount_minor`` (+ ``currency``);
+    points_credit / points_redemption ``points``; counter ``counter`` (+ ``quantity``);
+    visit (+ ``quantity``); return ``reverses`` or ``reverses_key`` (+ ``amount_minor`` for a
+    partial return)."""
+
+    type: ActivityType
+    member_id: str = Field(min_length=1, max_length=128, description="Your id for the member")
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    occurred_at: AwareDatetime
+    program_id: int | None = Field(default=None, description="Default program when omitted")
+    amount_minor: int | None = Field(default=None, ge=0, le=10**15)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    points: int | None = Field(default=None, gt=0, le=10**12)
+    counter: str | None = Field(default=None, max_length=63)
+    quantity: int | None = Field(default=None, gt=0, le=10**9)
+    reverses: str | None = Field(default=None, max_length=64, description="Activity id")
+    reverses_key: str | None = Field(
+        default=None, max_length=200, description="Idempotency key of the activity to return"
+    )
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Self:
+        needs: dict[ActivityType, tuple[str, ...]] = {
+            ActivityType.PURCHASE: ("amount_minor",),
+            ActivityType.POINTS_CREDIT: ("points",),
+            ActivityType.POINTS_REDEMPTION: ("points",),
+            ActivityType.COUNTER: ("counter",),
+        }
+        allowed: dict[ActivityType, tuple[str, ...]] = {
+            ActivityType.PURCHASE: ("amount_minor", "currency"),
+            ActivityType.POINTS_CREDIT: ("points",),
+            ActivityType.POINTS_REDEMPTION: ("points",),
+            ActivityType.COUNTER: ("counter", "quantity"),
+            ActivityType.VISIT: ("quantity",),
+            ActivityType.RETURN: ("reverses", "reverses_key", "amount_minor"),
+        }
+        for name in (
+            "amount_minor",
+            "currency",
+            "points",
+            "counter",
+            "quantity",
+            "reverses",
+            "reverses_key",
+        ):
+            value = getattr(self, name)
+            if name in needs.get(self.type, ()) and value is None:
+                raise ValueError(f"a {self.type.value} needs {name!r}")
+            if value is not None and name not in allowed[self.type]:
+                raise ValueError(f"a {self.type.value} does not take {name!r}")
+        if self.type is ActivityType.PURCHASE and not self.amount_minor:
+            raise ValueError("a purchase needs a positive amount_minor")
+        if self.type is ActivityType.RETURN:
+            if (self.reverses is None) == (self.reverses_key is None):
+                raise ValueError("a return needs exactly one of 'reverses' or 'reverses_key'")
+            if self.amount_minor == 0:
+                raise ValueError("a partial return needs a positive amount_minor")
+        if self.counter is not None and not is_counter_name(self.counter):
+            raise ValueError("counter names are lower-case letters, digits, '_', '.', '-'")
+        return self
+
+    def request_hash(self) -> str:
+        body = self.model_dump(mode="json", exclude_none=True)
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class ActivityBatchIn(Strict):
+    activities: list[ActivityIn] = Field(min_length=1, max_length=1000)
+
+
+class EarnPartOut(BaseModel):
+    amount_minor: int
+    rate: str
+    points: int
+
+
+class TierChangeOut(BaseModel):
+    ladder: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    kind: str
+    at: str
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ActivityOut(BaseModel):
+    id: str
+    type: str
+    member_id: str
+    program_id: int
+    idempotency_key: str
+    occurred_at: str
+    effects: dict[str, int]
+    points_earned: int
+    earn: list[EarnPartOut]
+    reverses: str | None
+    tier_changes: list[dict[str, Any]]
+    replayed: bool = False
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    results: list[ActivityOut]
+
+
+# -- members ---------------------------------------------------------------------------
+
+
+class MemberIn(Strict):
+    enrolled_at: AwareDatetime
+
+
+class MemberOut(BaseModel):
+    id: int
+    uuid: str
+    member_id: str
+    enrolled_at: datetime
+    last_activity_at: datetime | None
+    created_at: datetime
+
+
+class LevelRef(BaseModel):
+    id: int | None
+    key: str
+    name: str
+    rank: int
+    earn_multiplier: Decimal
+    benefits: tuple[Benefit, ...]
+
+
+class CriterionOut(BaseModel):
+    metric: str
+    window: Window
+    window_label: str
+    operator: str
+    threshold: int
+    current: int
+    required: int
+    remaining: int
+    percentage: float
+    met: bool
+
+
+class ProgressOut(BaseModel):
+    """Progress on a rule. The headline figures are the first criterion's (R6); every
+    criterion is listed with its own metric, window and gap (R7)."""
+
+    level: str
+    mode: str
+    metric: str
+    window: str
+    current: int
+    required: int
+    remaining: int
+    percentage: float
+    met: bool
+    criteria: list[CriterionOut]
+
+
+class AssignmentOut(BaseModel):
+    level: str
+    mode: str
+    reason: str
+    actor: str
+    assigned_at: datetime
+    expires_at: datetime | None
+
+
+class LadderStatusOut(BaseModel):
+    ladder: str
+    ladder_id: int
+    current_level: LevelRef | None
+    previous_level: LevelRef | None
+    next_level: LevelRef | None
+    achieved_at: datetime | None
+    expires_at: datetime | None
+    check_due_at: datetime | None
+    assignment: AssignmentOut | None
+    progress: ProgressOut | None
+    to_keep: ProgressOut | None = Field(description="The rule checked at expiry (R16, R19)")
+
+
+class StatusOut(BaseModel):
+    member_id: str
+    program_id: int
+    as_of: datetime
+    ladders: list[LadderStatusOut]
+
+
+class HistoryEntryOut(BaseModel):
+    id: str
+    ladder: str
+    from_level: str | None
+    to_level: str | None
+    kind: str
+    source: str
+    activity_id: int | None
+    actor: str | None
+    reason: str | None
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+class HistoryOut(BaseModel):
+    member_id: str
+    program_id: int
+    entries: list[HistoryEntryOut]

@@ -1,0 +1,186 @@
+"""The ``tierwise`` command: noun groups with verb commands, calling the same services
+as the API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from tierwise.domain.errors import DomainError
+from tierwise.services.runtime import Runtime
+from tierwise.settings import Settings
+
+app = typer.Typer(help="Tierwise: a loyalty tier engine.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenant options.", no_args_is_help=True)
+import_app = typer.Typer(help="Bulk import.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(import_app, name="import")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DatabaseOpt = Annotated[str | None, typer.Option(
+    "--database-url", envvar="TIERWISE_DATABASE_URL",
+    help="SQLAlchemy URL (default: SQLite file ./tierwise.db)")]
+
+
+def settings_for(database_url: str | None) -> Settings:
+    return Settings(database_url=database_url) if database_url else Settings()
+
+
+def run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run one use case against a fresh runtime; domain errors exit with their code."""
+
+    async def main() -> T:
+        rt = Runtime(settings)
+        try:
+            return await work(rt)
+        finally:
+            await rt.close()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as exc:
+        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        raise typer.Exit(2) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOpt = None, revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from tierwise.db.migrate import upgrade
+
+    settings = settings_for(database_url)
+    upgrade(settings, revision)
+    console.print(f"database at revision {revision}: {_redact(settings.database_url)}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name; created on first use")],
+    scopes: Annotated[list[str], typer.Option(
+        help="Scopes, e.g. programs:read members:read (repeat or comma-separate; 'all')")],
+    name: Annotated[str | None, typer.Option(help="A label for the key")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an API key. The secret is shown once; only its hash is stored."""
+    from tierwise.services.tenants import create_key
+
+    key = run(settings_for(database_url),
+              lambda rt: create_key(rt, tenant=tenant, scopes=scopes, name=name))
+    console.print(f"key id:  {key.key_id}\nsecret:  {key.secret}\ntenant:  {key.tenant}\n"
+                  f"scopes:  {' '.join(key.scopes)}")
+    console.print("[yellow]Store the secret now: it cannot be shown again.[/yellow]")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DatabaseOpt = None) -> None:
+    """Revoke a key by its id."""
+    from tierwise.services.tenants import revoke_key
+
+    run(settings_for(database_url), lambda rt: revoke_key(rt, key_id))
+    console.print(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str, typer.Option()], database_url: DatabaseOpt = None) -> None:
+    """List a tenant's keys (never their secrets)."""
+    from tierwise.services.tenants import list_keys
+
+    for row in run(settings_for(database_url), lambda rt: list_keys(rt, tenant)):
+        state = "revoked" if row.revoked_at else "active"
+        console.print(f"{row.key_id}  {state:8}  {' '.join(row.scopes)}  {row.name or ''}")
+
+
+@tenants_app.command("maker-checker")
+def tenants_maker_checker(
+    tenant: Annotated[str, typer.Option()],
+    required: Annotated[bool, typer.Option("--on/--off")] = True,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Require that a ladder version is approved by someone other than its author."""
+    from tierwise.services.tenants import set_maker_checker
+
+    run(settings_for(database_url), lambda rt: set_maker_checker(rt, tenant, required))
+    console.print(f"maker-checker {'on' if required else 'off'} for {tenant}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    database_url: DatabaseOpt = None,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations first")] = True,
+) -> None:
+    """Serve the API (OpenAPI at /openapi.json, docs at /docs)."""
+    import os
+
+    import uvicorn
+
+    settings = settings_for(database_url)
+    if migrate:
+        from tierwise.db.migrate import upgrade
+
+        upgrade(settings)
+    os.environ["TIERWISE_DATABASE_URL"] = settings.database_url
+    uvicorn.run("tierwise.api.asgi:app", host=host, port=port, workers=workers,
+                log_level="info", access_log=False)
+
+
+@app.command()
+def demo(
+    database_url: DatabaseOpt = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
+                                              help="Serve the API afterwards")] = False,
+) -> None:
+    """Create or refresh a demo tenant with a program, members and activity."""
+    from tierwise.db.migrate import upgrade
+    from tierwise.demo import build_demo, instructions
+
+    settings = settings_for(database_url)
+    upgrade(settings)
+    result = run(settings, build_demo)
+    console.print(instructions(result, f"http://{host}:{port}"))
+    if serve_after:
+        serve(host=host, port=port, workers=1, database_url=settings.database_url,
+              migrate=False)
+
+
+@import_app.command("activities")
+def import_activities(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    tenant: Annotated[str, typer.Option(help="Tenant the activities belong to")],
+    batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Import activities from an NDJSON file (one activity object a line), idempotently."""
+    from tierwise.importer import import_file, render_summary
+
+    summary = run(settings_for(database_url),
+                  lambda rt: import_file(rt, tenant=tenant, path=file, batch_size=batch_size))
+    console.print(render_summary(summary))
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()

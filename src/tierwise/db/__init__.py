@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy 2 tables, repositories, engine and Alembic migrations."""

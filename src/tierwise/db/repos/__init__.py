@@ -1,0 +1,1 @@
+"""Repositories: explicit row <-> domain mapping. They never commit."""

@@ -1,0 +1,167 @@
+"""The activity ledger, daily buckets and running totals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tierwise.db.repos.upsert import add_to
+from tierwise.db.tables import Activity, Base, MetricDay, MetricTotal
+from tierwise.domain.activity import ActivityType, Recorded
+from tierwise.domain.calendar import start_of_day
+from tierwise.domain.figures import MemberFigures
+
+
+async def stored_by_keys(
+    conn: AsyncConnection, tenant_id: int, keys: Sequence[str]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{idempotency_key: (request_hash, result)}`` for keys already used."""
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        select(Activity.idempotency_key, Activity.request_hash, Activity.result).where(
+            Activity.tenant_id == tenant_id, Activity.idempotency_key.in_(list(keys))
+        )
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def _recorded(row: Any) -> Recorded:
+    return Recorded(
+        id=row.id,
+        uuid=row.uuid,
+        member_id=row.member_id,
+        program_id=row.program_id,
+        type=ActivityType(row.type),
+        occurred_at=row.occurred_at,
+        amount_minor=row.amount_minor,
+        effects=row.effects,
+    )
+
+
+async def recorded(
+    conn: AsyncConnection,
+    tenant_id: int,
+    *,
+    uuid: str | None = None,
+    idempotency_key: str | None = None,
+) -> Recorded | None:
+    query = select(
+        Activity.id,
+        Activity.uuid,
+        Activity.member_id,
+        Activity.program_id,
+        Activity.type,
+        Activity.occurred_at,
+        Activity.amount_minor,
+        Activity.effects,
+    ).where(Activity.tenant_id == tenant_id)
+    if uuid is not None:
+        query = query.where(Activity.uuid == uuid)
+    else:
+        query = query.where(Activity.idempotency_key == idempotency_key)
+    row = (await conn.execute(query)).first()
+    return None if row is None else _recorded(row)
+
+
+async def returned_amount(conn: AsyncConnection, activity_id: int) -> int:
+    """How much of a purchase earlier returns took back (as a positive amount)."""
+    value = (
+        await conn.execute(
+            select(func.coalesce(func.sum(Activity.amount_minor), 0)).where(
+                Activity.reverses_id == activity_id
+            )
+        )
+    ).scalar_one()
+    return int(value or 0)
+
+
+async def add_activities(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(Activity), rows)
+
+
+async def add_to_buckets(
+    conn: AsyncConnection, day_rows: list[dict[str, Any]], total_rows: list[dict[str, Any]]
+) -> None:
+    await add_to(
+        conn,
+        Base.metadata.tables["metric_days"],
+        day_rows,
+        keys=["member_id", "program_id", "metric", "day"],
+    )
+    await add_to(
+        conn,
+        Base.metadata.tables["metric_totals"],
+        total_rows,
+        keys=["member_id", "program_id", "metric"],
+    )
+
+
+async def load_figures(
+    conn: AsyncConnection,
+    *,
+    program_id: int,
+    tz: ZoneInfo,
+    metrics: set[str],
+    members: dict[int, tuple[date | None, datetime | None]],
+    with_totals: bool = True,
+) -> dict[int, MemberFigures]:
+    """Figures of ``members`` ({member_id: (first day needed, last activity)}).
+
+    Loads running totals and the daily buckets from each member's first needed day on.
+    """
+    figures = {
+        mid: MemberFigures(tz=tz, days_from=first, last_activity_at=last)
+        for mid, (first, last) in members.items()
+    }
+    if not members or not metrics:
+        return figures
+    ids = list(members)
+    if with_totals:
+        rows = await conn.execute(
+            select(MetricTotal.member_id, MetricTotal.metric, MetricTotal.value).where(
+                MetricTotal.program_id == program_id,
+                MetricTotal.member_id.in_(ids),
+                MetricTotal.metric.in_(sorted(metrics)),
+            )
+        )
+        for member_id, metric, value in rows:
+            figures[member_id].totals[metric] = value
+    firsts = [first for first, _ in members.values() if first is not None]
+    if firsts:
+        day_rows = await conn.execute(
+            select(MetricDay.member_id, MetricDay.metric, MetricDay.day, MetricDay.value).where(
+                MetricDay.program_id == program_id,
+                MetricDay.member_id.in_(ids),
+                MetricDay.metric.in_(sorted(metrics)),
+                MetricDay.day >= min(firsts),
+            )
+        )
+        for member_id, metric, day, value in day_rows:
+            figure = figures[member_id]
+            if figure.days_from is not None and day >= figure.days_from:
+                figure.days.setdefault(metric, {})[day] = value
+    return figures
+
+
+async def load_day(
+    conn: AsyncConnection, figures: MemberFigures, *, member_id: int, program_id: int, day: date
+) -> None:
+    """Give ``figures`` the single activities of one local ``day``."""
+    from datetime import timedelta
+
+    rows = await conn.execute(
+        select(Activity.occurred_at, Activity.effects).where(
+            Activity.member_id == member_id,
+            Activity.program_id == program_id,
+            Activity.occurred_at >= start_of_day(day, figures.tz),
+            Activity.occurred_at < start_of_day(day + timedelta(days=1), figures.tz),
+        )
+    )
+    figures.load_day(day, [(row[0], row[1]) for row in rows])

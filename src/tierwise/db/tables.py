@@ -1,0 +1,265 @@
+"""The schema. Typed ``Mapped[]`` columns, a constraint naming convention, UTC instants.
+
+These classes describe tables only: repositories map rows to domain values explicitly,
+and API schemas are separate (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tierwise.db.types import BigId, DecimalString, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: DecimalString(), dict[str, Any]: JSON}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    require_distinct_approver: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Program(Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    earn_rate: Mapped[Decimal]
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Ladder(Base):
+    """A ladder's identity; its definitions live in ``ladder_versions``."""
+
+    __tablename__ = "ladders"
+    __table_args__ = (UniqueConstraint("program_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    live_version_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class LadderVersion(Base):
+    """One version of a ladder definition (R24): ``definition`` is the whole ladder."""
+
+    __tablename__ = "ladder_versions"
+    __table_args__ = (UniqueConstraint("ladder_id", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"))
+    number: Mapped[int]
+    state: Mapped[str] = mapped_column(String(20))
+    definition: Mapped[dict[str, Any]]
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+    submitted_by: Mapped[str | None] = mapped_column(String(100))
+    submitted_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    approved_at: Mapped[datetime | None]
+    rejected_by: Mapped[str | None] = mapped_column(String(100))
+    rejected_at: Mapped[datetime | None]
+    rejection_comment: Mapped[str | None] = mapped_column(Text)
+    effective_at: Mapped[datetime | None]
+    apply_downgrades_now: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Level(Base):
+    """A level's identity: a stable integer id per (ladder, key) across all versions."""
+
+    __tablename__ = "levels"
+    __table_args__ = (UniqueConstraint("ladder_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    enrolled_at: Mapped[datetime]
+    last_activity_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class MemberTier(Base):
+    """Where a member stands on one ladder now (R14, R20)."""
+
+    __tablename__ = "member_tiers"
+    __table_args__ = (
+        UniqueConstraint("member_id", "ladder_id"),
+        Index("ix_member_tiers_due", "ladder_id", "check_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"))
+    level_key: Mapped[str | None] = mapped_column(String(64))
+    previous_level_key: Mapped[str | None] = mapped_column(String(64))
+    achieved_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    check_due_at: Mapped[datetime | None]
+    grace_until: Mapped[datetime | None]
+    credit: Mapped[int] = mapped_column(BigInteger, default=0)
+    assignment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TierChange(Base):
+    """History of level changes (R22)."""
+
+    __tablename__ = "tier_changes"
+    __table_args__ = (Index("ix_tier_changes_member", "member_id", "ladder_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"))
+    from_level_key: Mapped[str | None] = mapped_column(String(64))
+    to_level_key: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))
+    activity_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+
+
+class Activity(Base):
+    """The immutable activity ledger (R12, R13)."""
+
+    __tablename__ = "activities"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_activities_member_time", "member_id", "program_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    type: Mapped[str] = mapped_column(String(20))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    points: Mapped[int | None] = mapped_column(BigInteger)
+    counter: Mapped[str | None] = mapped_column(String(64))
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    effects: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any]]
+
+
+class MetricDay(Base):
+    """Per-member, per-program, per-metric daily sums in the program's zone."""
+
+    __tablename__ = "metric_days"
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(72), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class MetricTotal(Base):
+    """Running lifetime totals, so lifetime reads never scan history."""
+
+    __tablename__ = "metric_totals"
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(72), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class Event(Base):
+    """Transactional outbox of level changes (R23), written with the change itself."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_unpublished", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None]

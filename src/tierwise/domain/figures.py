@@ -1,0 +1,129 @@
+"""A member's metric figures for one program, and window sums over them.
+
+Sums never scan a member's whole history: lifetime sums come from running totals and
+windowed sums from daily buckets inside the window. Only a window edge that falls inside
+a day (a tier start at 14:05, or an ``as_of`` earlier than the member's latest activity)
+needs that one day's activities, which the caller loads on request (``partial_days``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tierwise.domain.activity import Effects
+from tierwise.domain.calendar import local_date, start_of_day
+from tierwise.domain.criteria import MeasureKey
+from tierwise.domain.windows import Interval
+
+DayActivities = list[tuple[datetime, Effects]]
+
+
+@dataclass
+class MemberFigures:
+    """Totals and daily buckets loaded for one member and program.
+
+    ``days`` holds every bucket on or after ``days_from`` (all of them when it is None).
+    ``day_activities`` holds, for the days loaded, every activity of that day.
+    """
+
+    tz: ZoneInfo
+    totals: dict[str, int] = field(default_factory=dict)
+    days: dict[str, dict[date, int]] = field(default_factory=lambda: defaultdict(dict))
+    days_from: date | None = None
+    last_activity_at: datetime | None = None
+    day_activities: dict[date, DayActivities] = field(default_factory=dict)
+    _pending: dict[date, DayActivities] = field(default_factory=lambda: defaultdict(list))
+
+    # -- what must be loaded ----------------------------------------------------------
+
+    def _edges(self, interval: Interval) -> tuple[date | None, bool, date, bool]:
+        end_day = local_date(interval.end, self.tz)
+        end_partial = self.last_activity_at is not None and self.last_activity_at > interval.end
+        if interval.start is None:
+            return None, False, end_day, end_partial
+        start_day = local_date(interval.start, self.tz)
+        start_partial = interval.start != start_of_day(start_day, self.tz)
+        return start_day, start_partial, end_day, end_partial
+
+    def partial_days(self, intervals: Iterable[Interval]) -> set[date]:
+        """Days whose single activities are needed to sum ``intervals`` exactly."""
+        needed: set[date] = set()
+        for interval in intervals:
+            start_day, start_partial, end_day, end_partial = self._edges(interval)
+            if start_partial and start_day is not None:
+                needed.add(start_day)
+            if end_partial:
+                needed.add(end_day)
+        return needed - self.day_activities.keys()
+
+    def load_day(self, day: date, activities: DayActivities) -> None:
+        """Record the stored activities of ``day`` (pending in-memory ones are merged)."""
+        self.day_activities[day] = list(activities) + self._pending.get(day, [])
+
+    # -- sums -------------------------------------------------------------------------
+
+    def value(self, metric: str, interval: Interval) -> int:
+        start_day, start_partial, end_day, end_partial = self._edges(interval)
+        buckets = self.days.get(metric, {})
+        if start_day is None:
+            total = self.totals.get(metric, 0)
+            if not end_partial:
+                return total
+            later = sum(v for d, v in buckets.items() if d > end_day)
+            later += self._day_sum(metric, end_day, after=interval.end)
+            return total - later
+        first = start_day + timedelta(days=1) if start_partial else start_day
+        last = end_day - timedelta(days=1) if end_partial else end_day
+        total = sum(v for d, v in buckets.items() if first <= d <= last)
+        assert interval.start is not None
+        if start_day == end_day:
+            if start_partial or end_partial:
+                total += self._day_sum(metric, start_day, since=interval.start, until=interval.end)
+            return total
+        if start_partial:
+            total += self._day_sum(metric, start_day, since=interval.start)
+        if end_partial:
+            total += self._day_sum(metric, end_day, until=interval.end)
+        return total
+
+    def measures(self, intervals: dict[MeasureKey, Interval]) -> dict[MeasureKey, int]:
+        return {key: self.value(key[0], interval) for key, interval in intervals.items()}
+
+    def _day_sum(
+        self,
+        metric: str,
+        day: date,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: datetime | None = None,
+    ) -> int:
+        total = 0
+        for occurred_at, effects in self.day_activities[day]:
+            if since is not None and occurred_at < since:
+                continue
+            if until is not None and occurred_at > until:
+                continue
+            if after is not None and occurred_at <= after:
+                continue
+            total += effects.get(metric, 0)
+        return total
+
+    # -- in-memory updates ------------------------------------------------------------
+
+    def apply(self, occurred_at: datetime, effects: Effects) -> None:
+        """Add an activity not yet stored, so later evaluations in a batch see it."""
+        day = local_date(occurred_at, self.tz)
+        for metric, delta in effects.items():
+            self.totals[metric] = self.totals.get(metric, 0) + delta
+            bucket = self.days.setdefault(metric, {})
+            bucket[day] = bucket.get(day, 0) + delta
+        self._pending[day].append((occurred_at, effects))
+        if day in self.day_activities:
+            self.day_activities[day].append((occurred_at, effects))
+        if self.last_activity_at is None or occurred_at > self.last_activity_at:
+            self.last_activity_at = occurred_at

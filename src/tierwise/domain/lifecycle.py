@@ -1,0 +1,59 @@
+"""Entering a level: its start, validity and check instant (R14, R15)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from tierwise.domain.ladder import Ladder, Level, Validity
+from tierwise.domain.state import TierState
+from tierwise.domain.validity import check_due_at, expiry_of
+
+
+def validity_of(ladder: Ladder, level: Level) -> Validity:
+    """A level's own validity where it sets one, else the ladder's."""
+    return level.validity if level.validity is not None else ladder.validity
+
+
+def with_validity(
+    ladder: Ladder,
+    level: Level | None,
+    state: TierState,
+    *,
+    tz: ZoneInfo,
+    enrolled_at: datetime,
+    last_activity_at: datetime | None,
+) -> TierState:
+    """``state`` with the expiry and check instant of its current cycle.
+
+    Floor levels are permanent; so is holding no level.
+    """
+    if level is None or level.is_floor or state.achieved_at is None:
+        return replace(state, expires_at=None, check_due_at=None)
+    expiry = expiry_of(
+        validity_of(ladder, level),
+        tier_start=state.achieved_at,
+        enrolled_at=enrolled_at,
+        tz=tz,
+        last_activity_at=last_activity_at,
+    )
+    due = None if expiry is None else check_due_at(expiry, ladder.check_schedule, tz)
+    return replace(state, expires_at=expiry, check_due_at=due)
+
+
+def enter(
+    ladder: Ladder,
+    state: TierState,
+    level: Level | None,
+    at: datetime,
+    *,
+    tz: ZoneInfo,
+    enrolled_at: datetime,
+    last_activity_at: datetime | None,
+) -> TierState:
+    """The state after entering ``level`` at ``at``: a new cycle starts (R14)."""
+    moved = state.moved_to(level.key if level is not None else None, at)
+    return with_validity(
+        ladder, level, moved, tz=tz, enrolled_at=enrolled_at, last_activity_at=last_activity_at
+    )

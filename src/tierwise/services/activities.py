@@ -1,0 +1,660 @@
+"""Recording activity: the idempotent ledger, earning, and immediate upgrades.
+
+One call records one activity or a batch of up to 1,000 in a single transaction. The
+batch is processed set-wise: one query per kind of data for the whole batch (existing
+keys, members, standings, figures), then every activity in order in memory, then one
+write per table. So the cost per activity does not grow with a member's history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tierwise.db.repos import activities as ledger
+from tierwise.db.repos import members as members_repo
+from tierwise.db.repos import programs as programs_repo
+from tierwise.db.repos.programs import LadderRow
+from tierwise.db.tables import Event
+from tierwise.domain.activity import (
+    ActivityType,
+    Effects,
+    Recorded,
+    base_effects,
+    purchase_points,
+    return_effects,
+)
+from tierwise.domain.calendar import local_date
+from tierwise.domain.criteria import MeasureKey
+from tierwise.domain.earning import Earning, earn_for_purchase
+from tierwise.domain.errors import Conflict, InvalidInput, NotFound
+from tierwise.domain.evaluation import decide_upgrade
+from tierwise.domain.figures import MemberFigures
+from tierwise.domain.ladder import Ladder
+from tierwise.domain.lifecycle import enter
+from tierwise.domain.metrics import BuiltinMetric
+from tierwise.domain.program import Program
+from tierwise.domain.state import ChangeSource, TierChange, TierState
+from tierwise.domain.windows import LIFETIME, Interval
+from tierwise.services import measuring
+from tierwise.services.programs import get_program
+from tierwise.services.runtime import Caller, Runtime
+from tierwise.services.standing import Standings
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCommand:
+    """One activity as a client sent it (already shape-checked by the API schema)."""
+
+    type: ActivityType
+    member_id: str
+    idempotency_key: str
+    occurred_at: datetime
+    request_hash: str
+    program_id: int | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+    points: int | None = None
+    counter: str | None = None
+    quantity: int | None = None
+    reverses: str | None = None
+    reverses_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: dict[str, Any]
+    replayed: bool
+
+
+async def record(rt: Runtime, caller: Caller, commands: list[ActivityCommand]) -> list[Outcome]:
+    """Record ``commands`` atomically; repeats of stored keys answer the first result (R12).
+
+    A concurrent writer of the same key makes our insert fail on the unique key; we retry
+    and then see its row, so each key is stored and counted once.
+    """
+    if len(commands) > MAX_BATCH:
+        raise InvalidInput(
+            f"a batch holds at most {MAX_BATCH} activities",
+            code="batch_too_large",
+            field="activities",
+        )
+    for attempt in range(3):
+        try:
+            async with rt.transaction() as conn:
+                outcomes = await _Batch(rt, conn, caller, commands).run()
+                await conn.commit()
+                return outcomes
+        except IntegrityError as exc:
+            if attempt == 2:
+                raise Conflict(
+                    "the activity clashed with a concurrent write; retry it",
+                    code="concurrent_write",
+                ) from exc
+    raise AssertionError("unreachable")
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class _MemberWork:
+    member_id: int
+    external_id: str
+    enrolled_at: datetime
+    last_activity_at: datetime | None
+    program: Program
+    figures: MemberFigures = field(init=False)
+
+
+class _Batch:
+    def __init__(
+        self, rt: Runtime, conn: AsyncConnection, caller: Caller, commands: list[ActivityCommand]
+    ) -> None:
+        self.rt = rt
+        self.conn = conn
+        self.caller = caller
+        self.commands = commands
+        self.now = rt.clock()
+        self.programs: dict[int | None, Program] = {}
+        self.ladders: dict[int, list[LadderRow]] = {}
+        self.activity_rows: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.day_deltas: dict[tuple[int, int, str, date], int] = defaultdict(int)
+        self.total_deltas: dict[tuple[int, int, str], int] = defaultdict(int)
+        self.returned: dict[int, int] = {}
+
+    # -- orchestration --------------------------------------------------------------------
+
+    async def run(self) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(self.commands)
+        fresh = await self._replays(outcomes)
+        if fresh:
+            await self._process(fresh, outcomes)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _replays(self, outcomes: list[Outcome | None]) -> list[int]:
+        """Answer repeats from the stored results; return the indexes still to record."""
+        stored = await ledger.stored_by_keys(
+            self.conn, self.caller.tenant_id, [c.idempotency_key for c in self.commands]
+        )
+        first_in_batch: dict[str, int] = {}
+        fresh: list[int] = []
+        for index, command in enumerate(self.commands):
+            key = command.idempotency_key
+            earlier = stored.get(key)
+            if earlier is None and key in first_in_batch:
+                earlier = (self.commands[first_in_batch[key]].request_hash, {})
+            if earlier is None:
+                first_in_batch[key] = index
+                fresh.append(index)
+                continue
+            if earlier[0] != command.request_hash:
+                raise Conflict(
+                    f"idempotency key {key!r} was already used with a different body",
+                    code="idempotency_key_reused",
+                    index=index,
+                )
+            outcomes[index] = Outcome(result=earlier[1], replayed=True)
+        return fresh
+
+    async def _process(self, fresh: list[int], outcomes: list[Outcome | None]) -> None:
+        for index in fresh:
+            program = await self._program(self.commands[index].program_id, index)
+            if program.id not in self.ladders:
+                rows = await programs_repo.ladders(
+                    self.conn,
+                    self.rt.definitions,
+                    tenant_id=self.caller.tenant_id,
+                    program_id=program.id,
+                )
+                self.ladders[program.id] = [row for row in rows if row.definition is not None]
+        works = await self._members(fresh)
+        standings = Standings(self.rt, self.conn, self.caller.tenant_id, self.now)
+        await standings.load(
+            [(w.member_id, w.external_id, w.enrolled_at, w.program) for w in works.values()],
+            {pid: rows for pid, rows in self.ladders.items()},
+        )
+        await self._load_figures(fresh, works, standings)
+        results: dict[int, dict[str, Any]] = {}
+        for index in fresh:
+            command = self.commands[index]
+            work = works[(command.member_id, self.programs[command.program_id].id)]
+            results[index] = await self._apply(index, command, work, standings)
+        # Repeats of a key first seen in this batch answer that first result.
+        for index, command in enumerate(self.commands):
+            if outcomes[index] is None and index not in results:
+                first = next(
+                    i for i in fresh if self.commands[i].idempotency_key == command.idempotency_key
+                )
+                outcomes[index] = Outcome(result=results[first], replayed=True)
+        for index, result in results.items():
+            outcomes[index] = Outcome(result=result, replayed=False)
+        await self._write(works, standings)
+
+    async def _program(self, program_id: int | None, index: int) -> Program:
+        if program_id not in self.programs:
+            try:
+                self.programs[program_id] = await get_program(self.conn, self.caller, program_id)
+            except NotFound as exc:
+                exc.details["index"] = index
+                raise
+        return self.programs[program_id]
+
+    async def _members(self, fresh: list[int]) -> dict[tuple[str, int], _MemberWork]:
+        external_ids = sorted({self.commands[i].member_id for i in fresh})
+        first_seen: dict[str, datetime] = {}
+        for i in fresh:
+            command = self.commands[i]
+            seen = first_seen.get(command.member_id)
+            if seen is None or command.occurred_at < seen:
+                first_seen[command.member_id] = command.occurred_at
+        tenant_id = self.caller.tenant_id
+        found = await members_repo.members_by_external_ids(self.conn, tenant_id, external_ids)
+        missing = [eid for eid in external_ids if eid not in found]
+        if missing:
+            await members_repo.add_members(
+                self.conn,
+                [
+                    {
+                        "uuid": str(uuid.uuid4()),
+                        "tenant_id": tenant_id,
+                        "external_id": eid,
+                        "enrolled_at": first_seen[eid],
+                        "last_activity_at": None,
+                        "created_at": self.now,
+                        "updated_at": self.now,
+                    }
+                    for eid in missing
+                ],
+            )
+        # Lock every member of the batch (PostgreSQL), in id order to avoid deadlocks.
+        found = await members_repo.members_by_external_ids(
+            self.conn, tenant_id, external_ids, lock=True
+        )
+        works: dict[tuple[str, int], _MemberWork] = {}
+        for i in fresh:
+            command = self.commands[i]
+            program = self.programs[command.program_id]
+            member = found[command.member_id]
+            works.setdefault(
+                (command.member_id, program.id),
+                _MemberWork(
+                    member_id=member.id,
+                    external_id=member.external_id,
+                    enrolled_at=member.enrolled_at,
+                    last_activity_at=member.last_activity_at,
+                    program=program,
+                ),
+            )
+        return works
+
+    async def _load_figures(
+        self, fresh: list[int], works: dict[tuple[str, int], _MemberWork], standings: Standings
+    ) -> None:
+        by_program: dict[int, dict[int, tuple[date | None, datetime | None]]] = defaultdict(dict)
+        metrics_by_program: dict[int, set[str]] = defaultdict(
+            lambda: {BuiltinMetric.SPEND, BuiltinMetric.POINTS_BALANCE}
+        )
+        for work in works.values():
+            pid = work.program.id
+            for row in self.ladders[pid]:
+                assert row.definition is not None
+                metrics_by_program[pid] |= {k[0] for k in row.definition.measure_keys()}
+        for index in fresh:
+            command = self.commands[index]
+            work = works[(command.member_id, self.programs[command.program_id].id)]
+            pid = work.program.id
+            spans: list[Interval] = []
+            for row in self.ladders[pid]:
+                assert row.definition is not None
+                state = standings.get(work.member_id, row.id)
+                for at in (command.occurred_at, work.last_activity_at):
+                    if at is not None:
+                        spans.extend(
+                            measuring.intervals(
+                                row.definition.measure_keys(),
+                                work.program,
+                                at=at,
+                                enrolled_at=work.enrolled_at,
+                                tier_start=state.achieved_at,
+                            ).values()
+                        )
+            first = measuring.first_day_needed(spans, work.program, work.last_activity_at)
+            if command.occurred_at < (work.last_activity_at or command.occurred_at):
+                day = local_date(command.occurred_at, work.program.tz)
+                first = day if first is None else min(first, day)
+            current = by_program[pid].get(work.member_id, (None, work.last_activity_at))[0]
+            if current is not None and (first is None or current < first):
+                first = current
+            by_program[pid][work.member_id] = (first, work.last_activity_at)
+        for pid, members in by_program.items():
+            program = next(w.program for w in works.values() if w.program.id == pid)
+            loaded = await ledger.load_figures(
+                self.conn,
+                program_id=pid,
+                tz=program.tz,
+                metrics=metrics_by_program[pid],
+                members=members,
+            )
+            for work in works.values():
+                if work.program.id == pid:
+                    work.figures = loaded[work.member_id]
+
+    # -- one activity ---------------------------------------------------------------------
+
+    async def _apply(
+        self, index: int, command: ActivityCommand, work: _MemberWork, standings: Standings
+    ) -> dict[str, Any]:
+        program = work.program
+        ladders = self.ladders[program.id]
+        figures = work.figures
+        activity_uuid = str(uuid.uuid4())
+        reverses: Recorded | None = None
+        earning: Earning | None = None
+        if command.type is ActivityType.RETURN:
+            reverses = await self._original(index, command, work)
+            already = self.returned.get(reverses.id)
+            if already is None:
+                already = await ledger.returned_amount(self.conn, reverses.id)
+            amount = command.amount_minor
+            if reverses.type is ActivityType.PURCHASE:
+                left = (reverses.amount_minor or 0) - already
+                if left <= 0:
+                    raise InvalidInput(
+                        "the purchase was already returned in full",
+                        code="already_returned",
+                        index=index,
+                    )
+                if amount is not None and amount > left:
+                    raise InvalidInput(
+                        f"only {left} of the purchase is left to return",
+                        code="return_exceeds_purchase",
+                        field="amount_minor",
+                        index=index,
+                    )
+                amount = left if amount is None else amount
+            elif amount is not None or already:
+                raise InvalidInput(
+                    "only purchases can be returned in part, and any other activity only once",
+                    code="already_returned",
+                    index=index,
+                )
+            else:
+                amount = 0
+            effects = return_effects(reverses, amount_minor=amount, already_returned=already)
+            self.returned[reverses.id] = already + amount
+            command = replace(command, amount_minor=amount or None)
+        else:
+            effects = base_effects(
+                command.type,
+                amount_minor=command.amount_minor,
+                points=command.points,
+                counter=command.counter,
+                quantity=command.quantity,
+            )
+        if command.type is ActivityType.PURCHASE:
+            if command.currency is not None and command.currency != program.currency:
+                raise InvalidInput(
+                    f"program {program.id} counts {program.currency}, not {command.currency}",
+                    code="currency_mismatch",
+                    field="currency",
+                    index=index,
+                )
+            earning = await self._earn(command, work, standings, ladders, effects)
+            effects = purchase_points(effects, earning.points)
+        if command.type is ActivityType.POINTS_REDEMPTION:
+            balance = figures.totals.get(BuiltinMetric.POINTS_BALANCE, 0)
+            if command.points is not None and command.points > balance:
+                raise InvalidInput(
+                    f"the member has {balance} points, fewer than {command.points}",
+                    code="insufficient_points",
+                    field="points",
+                    index=index,
+                )
+        previous_last = figures.last_activity_at
+        figures.apply(command.occurred_at, effects)
+        self._buckets(work, command.occurred_at, effects)
+        changes: list[dict[str, Any]] = []
+        for row in ladders:
+            assert row.definition is not None
+            times = [command.occurred_at]
+            if previous_last is not None and previous_last > command.occurred_at:
+                times.append(previous_last)  # R13: a late activity may complete a later total
+            for at in times:
+                change = await self._upgrade(
+                    row, row.definition, work, standings, at, source_activity=activity_uuid
+                )
+                if change is not None:
+                    changes.append(change)
+                    break
+        result: dict[str, Any] = {
+            "id": activity_uuid,
+            "type": command.type.value,
+            "member_id": work.external_id,
+            "program_id": program.id,
+            "idempotency_key": command.idempotency_key,
+            "occurred_at": _iso(command.occurred_at),
+            "effects": dict(sorted(effects.items())),
+            "points_earned": earning.points
+            if earning
+            else effects.get(BuiltinMetric.POINTS_EARNED, 0),
+            "earn": []
+            if earning is None
+            else [
+                {"amount_minor": p.amount_minor, "rate": str(p.rate), "points": p.points}
+                for p in earning.parts
+            ],
+            "reverses": reverses.uuid if reverses else None,
+            "tier_changes": changes,
+        }
+        self.activity_rows.append(
+            {
+                "uuid": activity_uuid,
+                "tenant_id": self.caller.tenant_id,
+                "member_id": work.member_id,
+                "program_id": program.id,
+                "type": command.type.value,
+                "idempotency_key": command.idempotency_key,
+                "request_hash": command.request_hash,
+                "occurred_at": command.occurred_at,
+                "recorded_at": self.now,
+                "amount_minor": command.amount_minor,
+                "currency": command.currency,
+                "points": command.points,
+                "counter": command.counter,
+                "reverses_id": reverses.id if reverses else None,
+                "effects": effects,
+                "result": result,
+            }
+        )
+        for change in changes:
+            change["activity_uuid"] = activity_uuid
+        return result
+
+    async def _original(self, index: int, command: ActivityCommand, work: _MemberWork) -> Recorded:
+        original = await ledger.recorded(
+            self.conn,
+            self.caller.tenant_id,
+            uuid=command.reverses,
+            idempotency_key=command.reverses_key,
+        )
+        if original is None:
+            pending = next(
+                (
+                    row
+                    for row in self.activity_rows
+                    if row["uuid"] == command.reverses
+                    or (
+                        command.reverses_key is not None
+                        and row["idempotency_key"] == command.reverses_key
+                    )
+                ),
+                None,
+            )
+            if pending is not None:
+                raise InvalidInput(
+                    "a return must come in a later request than its purchase",
+                    code="return_in_same_batch",
+                    index=index,
+                )
+            raise NotFound(
+                "the activity to return does not exist",
+                code="activity_not_found",
+                field="reverses",
+                index=index,
+            )
+        if original.member_id != work.member_id or original.program_id != work.program.id:
+            raise InvalidInput(
+                "the activity to return belongs to another member or program",
+                code="return_member_mismatch",
+                field="reverses",
+                index=index,
+            )
+        if original.type is ActivityType.RETURN:
+            raise InvalidInput(
+                "a return cannot be returned", code="not_returnable", field="reverses", index=index
+            )
+        return original
+
+    async def _earn(
+        self,
+        command: ActivityCommand,
+        work: _MemberWork,
+        standings: Standings,
+        ladders: list[LadderRow],
+        effects: Effects,
+    ) -> Earning:
+        """R11: points at the earning ladder's rate; the upgrade timing decides the rate
+        of a purchase that causes an upgrade. The first ladder of a program earns."""
+        amount = command.amount_minor or 0
+        currency = work.program.currency
+        if not ladders:
+            return earn_for_purchase(
+                amount, currency, earn_rate=work.program.earn_rate, old_multiplier=_one()
+            )
+        row = ladders[0]
+        ladder = row.definition
+        assert ladder is not None
+        state = standings.get(work.member_id, row.id)
+        current = ladder.level(state.level_key) if state.level_key else None
+        old = current.earn_multiplier if current else _one()
+        keys = ladder.measure_keys() | {(BuiltinMetric.SPEND, LIFETIME)}
+        spans = measuring.intervals(
+            keys,
+            work.program,
+            at=command.occurred_at,
+            enrolled_at=work.enrolled_at,
+            tier_start=state.achieved_at,
+        )
+        before = await measuring.measure(
+            self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
+        )
+        after = _plus(before, spans, effects, command.occurred_at)
+        decision = decide_upgrade(
+            ladder, state, after, at=command.occurred_at, source=ChangeSource.ACTIVITY
+        )
+        if decision is None:
+            return earn_for_purchase(
+                amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
+            )
+        needed: int | None = None
+        if decision.level.attain is not None:
+            for criterion in decision.level.attain.criteria:
+                if criterion.metric == BuiltinMetric.SPEND and criterion.is_upward():
+                    needed = criterion.required - before.get(criterion.key, 0)
+                    break
+        return earn_for_purchase(
+            amount,
+            currency,
+            earn_rate=work.program.earn_rate,
+            old_multiplier=old,
+            new_multiplier=decision.level.earn_multiplier,
+            timing=ladder.upgrade_timing,
+            needed_minor=needed,
+        )
+
+    async def _upgrade(
+        self,
+        row: LadderRow,
+        ladder: Ladder,
+        work: _MemberWork,
+        standings: Standings,
+        at: datetime,
+        source_activity: str,
+    ) -> dict[str, Any] | None:
+        state = standings.get(work.member_id, row.id)
+        spans = measuring.intervals(
+            ladder.measure_keys(),
+            work.program,
+            at=at,
+            enrolled_at=work.enrolled_at,
+            tier_start=state.achieved_at,
+        )
+        measures = await measuring.measure(
+            self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
+        )
+        decision = decide_upgrade(ladder, state, measures, at=at, source=ChangeSource.ACTIVITY)
+        if decision is None:
+            return None
+        new_state = enter(
+            ladder,
+            state,
+            decision.level,
+            at,
+            tz=work.program.tz,
+            enrolled_at=work.enrolled_at,
+            last_activity_at=work.figures.last_activity_at,
+        )
+        if state.assignment is not None and state.assignment.mode.value == "one_shot":
+            new_state = replace(new_state, assignment=None)
+        standings.change(
+            work.member_id,
+            row,
+            new_state,
+            decision.change,
+            work.external_id,
+            activity_uuid=source_activity,
+        )
+        return _change_json(row.key, decision.change)
+
+    def _buckets(self, work: _MemberWork, at: datetime, effects: Effects) -> None:
+        day = local_date(at, work.program.tz)
+        for metric, delta in effects.items():
+            self.day_deltas[(work.member_id, work.program.id, metric, day)] += delta
+            self.total_deltas[(work.member_id, work.program.id, metric)] += delta
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def _write(self, works: dict[tuple[str, int], _MemberWork], standings: Standings) -> None:
+        await ledger.add_activities(self.conn, self.activity_rows)
+        await ledger.add_to_buckets(
+            self.conn,
+            [
+                {"member_id": m, "program_id": p, "metric": metric, "day": d, "value": v}
+                for (m, p, metric, d), v in sorted(self.day_deltas.items())
+            ],
+            [
+                {"member_id": m, "program_id": p, "metric": metric, "value": v}
+                for (m, p, metric), v in sorted(self.total_deltas.items())
+            ],
+        )
+        latest: dict[int, datetime] = {}
+        for work in works.values():
+            last = work.figures.last_activity_at
+            if last is not None and (work.member_id not in latest or last > latest[work.member_id]):
+                latest[work.member_id] = last
+        await members_repo.set_last_activity(self.conn, latest, self.now)
+        uuids = {row["uuid"]: row for row in self.activity_rows}
+        await standings.flush(activity_ids=await _activity_ids(self.conn, list(uuids)))
+
+
+async def _activity_ids(conn: AsyncConnection, uuids: list[str]) -> dict[str, int]:
+    from sqlalchemy import select
+
+    from tierwise.db.tables import Activity
+
+    if not uuids:
+        return {}
+    rows = await conn.execute(select(Activity.uuid, Activity.id).where(Activity.uuid.in_(uuids)))
+    return {row[0]: row[1] for row in rows}
+
+
+def _one() -> Any:
+    from decimal import Decimal
+
+    return Decimal(1)
+
+
+def _plus(
+    measures: dict[MeasureKey, int], spans: dict[MeasureKey, Any], effects: Effects, at: datetime
+) -> dict[MeasureKey, int]:
+    """``measures`` with ``effects`` added where the activity at ``at`` falls in the window."""
+    out = dict(measures)
+    for key, span in spans.items():
+        delta = effects.get(key[0])
+        if delta and (span.start is None or span.start <= at <= span.end):
+            out[key] = out.get(key, 0) + delta
+    return out
+
+
+def _change_json(ladder_key: str, change: TierChange) -> dict[str, Any]:
+    return {
+        "ladder": ladder_key,
+        "from": change.from_level,
+        "to": change.to_level,
+        "kind": change.kind.value,
+        "at": _iso(change.at),
+    }
+
+
+__all__ = ["MAX_BATCH", "ActivityCommand", "Event", "Outcome", "TierState", "record"]

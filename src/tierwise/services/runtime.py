@@ -1,0 +1,58 @@
+"""The application's runtime: engine, settings, clock and caches, built once at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tierwise.db.engine import create_engine
+from tierwise.db.repos.programs import DefinitionCache
+from tierwise.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the API key's tenant, the key id (the actor) and its scopes."""
+
+    tenant_id: int
+    tenant_name: str
+    actor: str
+    scopes: frozenset[str]
+
+
+class Runtime:
+    """Holds what every use case needs. Create one per process (or per test)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: AsyncEngine | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine if engine is not None else create_engine(settings)
+        self.clock = clock
+        self.definitions = DefinitionCache()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside a transaction that rolls back unless the use case commits."""
+        async with self.engine.connect() as conn:
+            await conn.begin()
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    await conn.rollback()
+
+    async def close(self) -> None:
+        await self.engine.dispose()

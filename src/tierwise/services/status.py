@@ -1,0 +1,209 @@
+"""Reading a member's status and history (R5-R7, R22, R27)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tierwise.db.repos import activities as ledger
+from tierwise.db.repos import members as members_repo
+from tierwise.db.repos import programs as programs_repo
+from tierwise.db.repos.members import ChangeRow, MemberRow
+from tierwise.db.repos.programs import LadderRow
+from tierwise.domain.criteria import MeasureKey
+from tierwise.domain.errors import NotFound
+from tierwise.domain.ladder import Ladder, Level
+from tierwise.domain.lifecycle import with_validity
+from tierwise.domain.program import Program
+from tierwise.domain.progress import RuleProgress, progress_toward, rule_progress
+from tierwise.domain.state import ChangeKind, TierState
+from tierwise.services import measuring
+from tierwise.services.programs import get_program
+from tierwise.services.runtime import Caller, Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class LadderStatus:
+    ladder: LadderRow
+    definition: Ladder
+    state: TierState
+    current: Level | None
+    previous: Level | None
+    next: Level | None
+    progress: RuleProgress | None
+    maintain: RuleProgress | None
+    measures: dict[MeasureKey, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    member: MemberRow
+    program: Program
+    as_of: datetime
+    ladders: tuple[LadderStatus, ...]
+
+
+async def find_member(conn: AsyncConnection, caller: Caller, external_id: str) -> MemberRow:
+    member = await members_repo.member_by_external_id(conn, caller.tenant_id, external_id)
+    if member is None:
+        raise NotFound(f"no member {external_id!r}", code="member_not_found")
+    return member
+
+
+def state_from_history(changes: list[ChangeRow]) -> TierState:
+    """R22/R27: the standing a member had after ``changes`` (oldest first)."""
+    state = TierState()
+    for row in changes:
+        change = row.change
+        if change.kind is ChangeKind.RENEWED:
+            state = TierState(
+                level_key=state.level_key,
+                achieved_at=change.at,
+                previous_level_key=state.previous_level_key,
+            )
+            continue
+        state = TierState(
+            level_key=change.to_level,
+            achieved_at=change.at if change.to_level is not None else None,
+            previous_level_key=change.from_level,
+        )
+    return state
+
+
+async def member_status(
+    rt: Runtime,
+    caller: Caller,
+    external_id: str,
+    *,
+    program_id: int | None = None,
+    as_of: datetime | None = None,
+    ladder_key: str | None = None,
+) -> MemberStatus:
+    now = rt.clock()
+    at = as_of or now
+    async with rt.transaction() as conn:
+        member = await find_member(conn, caller, external_id)
+        program = await get_program(conn, caller, program_id)
+        rows = [
+            row
+            for row in await programs_repo.ladders(
+                conn,
+                rt.definitions,
+                tenant_id=caller.tenant_id,
+                program_id=program.id,
+                ladder_key=ladder_key,
+            )
+            if row.definition is not None
+        ]
+        if ladder_key is not None and not rows:
+            raise NotFound(f"no ladder {ladder_key!r}", code="ladder_not_found")
+        stored = await members_repo.states(conn, [member.id], [row.id for row in rows])
+        states: dict[int, TierState] = {}
+        for row in rows:
+            assert row.definition is not None
+            state = stored.get((member.id, row.id), TierState())
+            if as_of is not None and (as_of < now or (state.achieved_at or at) > at):
+                history = await members_repo.history(conn, member.id, [row.id], until=at)
+                replayed = state_from_history(history)
+                level = row.definition.level(replayed.level_key or "")
+                state = with_validity(
+                    row.definition,
+                    level,
+                    replayed,
+                    tz=program.tz,
+                    enrolled_at=member.enrolled_at,
+                    last_activity_at=member.last_activity_at,
+                )
+            elif (member.id, row.id) not in stored and row.definition.floor is not None:
+                # Not yet placed (no activity yet): R4 puts everyone on the floor.
+                state = TierState(
+                    level_key=row.definition.floor.key, achieved_at=member.enrolled_at
+                )
+            states[row.id] = state
+        all_spans = {}
+        for row in rows:
+            assert row.definition is not None
+            all_spans[row.id] = measuring.intervals(
+                row.definition.measure_keys(),
+                program,
+                at=at,
+                enrolled_at=member.enrolled_at,
+                tier_start=states[row.id].achieved_at,
+            )
+        spans_flat = [span for spans in all_spans.values() for span in spans.values()]
+        first = measuring.first_day_needed(spans_flat, program, member.last_activity_at)
+        metrics = {key[0] for spans in all_spans.values() for key in spans}
+        figures = (
+            await ledger.load_figures(
+                conn,
+                program_id=program.id,
+                tz=program.tz,
+                metrics=metrics,
+                members={member.id: (first, member.last_activity_at)},
+            )
+        )[member.id]
+        result: list[LadderStatus] = []
+        for row in rows:
+            ladder = row.definition
+            assert ladder is not None
+            measures = await measuring.measure(
+                conn, figures, all_spans[row.id], member_id=member.id, program_id=program.id
+            )
+            state = states[row.id]
+            current = ladder.level(state.level_key) if state.level_key else None
+            nxt = ladder.above(current)
+            previous = ladder.level(state.previous_level_key) if state.previous_level_key else None
+            keep_rule = None
+            if current is not None:
+                keep_rule = current.maintain or current.attain
+            result.append(
+                LadderStatus(
+                    ladder=row,
+                    definition=ladder,
+                    state=state,
+                    current=current,
+                    previous=previous,
+                    next=nxt,
+                    progress=progress_toward(nxt, measures),
+                    maintain=rule_progress(keep_rule, measures) if keep_rule else None,
+                    measures=measures,
+                )
+            )
+    return MemberStatus(member=member, program=program, as_of=at, ladders=tuple(result))
+
+
+@dataclass(frozen=True, slots=True)
+class MemberHistory:
+    member: MemberRow
+    program: Program
+    entries: list[tuple[LadderRow, ChangeRow]]
+
+
+async def member_history(
+    rt: Runtime,
+    caller: Caller,
+    external_id: str,
+    *,
+    program_id: int | None = None,
+    ladder_key: str | None = None,
+    until: datetime | None = None,
+) -> MemberHistory:
+    async with rt.transaction() as conn:
+        member = await find_member(conn, caller, external_id)
+        program = await get_program(conn, caller, program_id)
+        rows = await programs_repo.ladders(
+            conn,
+            rt.definitions,
+            tenant_id=caller.tenant_id,
+            program_id=program.id,
+            ladder_key=ladder_key,
+        )
+        if ladder_key is not None and not rows:
+            raise NotFound(f"no ladder {ladder_key!r}", code="ladder_not_found")
+        by_id = {row.id: row for row in rows}
+        changes = await members_repo.history(conn, member.id, list(by_id), until=until)
+    return MemberHistory(
+        member=member, program=program, entries=[(by_id[c.ladder_id], c) for c in changes]
+    )
