@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -20,18 +21,25 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenant options.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk import.", no_args_is_help=True)
+members_app = typer.Typer(help="Members: manual assignments.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(import_app, name="import")
+app.add_typer(members_app, name="members")
 
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 
-DatabaseOpt = Annotated[str | None, typer.Option(
-    "--database-url", envvar="TIERWISE_DATABASE_URL",
-    help="SQLAlchemy URL (default: SQLite file ./tierwise.db)")]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="TIERWISE_DATABASE_URL",
+        help="SQLAlchemy URL (default: SQLite file ./tierwise.db)",
+    ),
+]
 
 
 def settings_for(database_url: str | None) -> Settings:
@@ -68,18 +76,26 @@ def db_upgrade(database_url: DatabaseOpt = None, revision: str = "head") -> None
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant name; created on first use")],
-    scopes: Annotated[list[str], typer.Option(
-        help="Scopes, e.g. programs:read members:read (repeat or comma-separate; 'all')")],
+    scopes: Annotated[
+        list[str],
+        typer.Option(
+            help="Scopes, e.g. programs:read members:read (repeat or comma-separate; 'all')"
+        ),
+    ],
     name: Annotated[str | None, typer.Option(help="A label for the key")] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create an API key. The secret is shown once; only its hash is stored."""
     from tierwise.services.tenants import create_key
 
-    key = run(settings_for(database_url),
-              lambda rt: create_key(rt, tenant=tenant, scopes=scopes, name=name))
-    console.print(f"key id:  {key.key_id}\nsecret:  {key.secret}\ntenant:  {key.tenant}\n"
-                  f"scopes:  {' '.join(key.scopes)}")
+    key = run(
+        settings_for(database_url),
+        lambda rt: create_key(rt, tenant=tenant, scopes=scopes, name=name),
+    )
+    console.print(
+        f"key id:  {key.key_id}\nsecret:  {key.secret}\ntenant:  {key.tenant}\n"
+        f"scopes:  {' '.join(key.scopes)}"
+    )
     console.print("[yellow]Store the secret now: it cannot be shown again.[/yellow]")
 
 
@@ -134,8 +150,14 @@ def serve(
 
         upgrade(settings)
     os.environ["TIERWISE_DATABASE_URL"] = settings.database_url
-    uvicorn.run("tierwise.api.asgi:app", host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+    uvicorn.run(
+        "tierwise.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
 
 
 @app.command()
@@ -143,8 +165,9 @@ def demo(
     database_url: DatabaseOpt = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
-                                              help="Serve the API afterwards")] = False,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards")
+    ] = False,
 ) -> None:
     """Create or refresh a demo tenant with a program, members and activity."""
     from tierwise.db.migrate import upgrade
@@ -155,8 +178,7 @@ def demo(
     result = run(settings, build_demo)
     console.print(instructions(result, f"http://{host}:{port}"))
     if serve_after:
-        serve(host=host, port=port, workers=1, database_url=settings.database_url,
-              migrate=False)
+        serve(host=host, port=port, workers=1, database_url=settings.database_url, migrate=False)
 
 
 @import_app.command("activities")
@@ -169,11 +191,134 @@ def import_activities(
     """Import activities from an NDJSON file (one activity object a line), idempotently."""
     from tierwise.importer import import_file, render_summary
 
-    summary = run(settings_for(database_url),
-                  lambda rt: import_file(rt, tenant=tenant, path=file, batch_size=batch_size))
+    summary = run(
+        settings_for(database_url),
+        lambda rt: import_file(rt, tenant=tenant, path=file, batch_size=batch_size),
+    )
     console.print(render_summary(summary))
     if summary.rejected:
         raise typer.Exit(1)
+
+
+def parse_instant(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 instant with an offset, or exit with a clear message."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        err.print(f"[red]error[/red] invalid_instant: {name} {value!r} is not an ISO 8601 time")
+        raise typer.Exit(2) from None
+    if parsed.tzinfo is None:
+        err.print(f"[red]error[/red] naive_datetime: {name} needs an offset, e.g. {value}Z")
+        raise typer.Exit(2)
+    return parsed
+
+
+@app.command("sweep")
+def sweep_command(
+    as_of: Annotated[str | None, typer.Option(help="ISO 8601 instant; default: now")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Handle every standing due by AS_OF: checks, renewals, downgrades, grace ends and
+    assignment expiries (R15). Safe to run twice, late, or beside another sweep."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tierwise.services.sweep import count_due, sweep
+    from tierwise.services.tenants import operator
+
+    instant = parse_instant(as_of, "--as-of")
+
+    async def work(rt: Runtime) -> object:
+        when = instant or rt.clock()
+        tenant_id = (await operator(rt, tenant)).tenant_id if tenant else None
+        total = await count_due(rt, as_of=when, tenant_id=tenant_id)
+        with Progress(
+            TextColumn("sweeping"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("sweep", total=total)
+            return await sweep(
+                rt,
+                as_of=when,
+                tenant_id=tenant_id,
+                batch_size=batch_size,
+                progress=lambda n: bar.advance(task, n),
+            )
+
+    summary = run(settings_for(database_url), work)
+    from tierwise.services.sweep import SweepSummary
+
+    assert isinstance(summary, SweepSummary)
+    changes = ", ".join(f"{k} {v}" for k, v in sorted(summary.changes.items())) or "none"
+    console.print(
+        f"as of {summary.as_of.isoformat()}: {summary.standings} standings due, "
+        f"{summary.events} events handled; changes: {changes}"
+    )
+
+
+@members_app.command("assign")
+def members_assign(
+    tenant: Annotated[str, typer.Option()],
+    member: Annotated[str, typer.Option(help="The member's id")],
+    level: Annotated[str, typer.Option(help="Key of an assignable level")],
+    reason: Annotated[str, typer.Option()],
+    mode: Annotated[str, typer.Option(help="pin | floor | one_shot")] = "pin",
+    ladder: Annotated[str | None, typer.Option()] = None,
+    expires_at: Annotated[str | None, typer.Option(help="ISO 8601 instant")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Assign a level by hand (R20)."""
+    from tierwise.domain.state import AssignmentMode
+    from tierwise.services.assignments import assign
+    from tierwise.services.tenants import operator
+
+    try:
+        chosen = AssignmentMode(mode)
+    except ValueError:
+        err.print(f"[red]error[/red] invalid_mode: {mode!r}; use pin, floor or one_shot")
+        raise typer.Exit(2) from None
+    expiry = parse_instant(expires_at, "--expires-at")
+
+    async def work(rt: Runtime) -> object:
+        caller = await operator(rt, tenant)
+        return await assign(
+            rt,
+            caller,
+            member,
+            level_key=level,
+            mode=chosen,
+            reason=reason,
+            ladder_key=ladder,
+            expires_at=expiry,
+        )
+
+    run(settings_for(database_url), work)
+    console.print(f"{member} assigned {level} ({chosen.value})")
+
+
+@members_app.command("unassign")
+def members_unassign(
+    tenant: Annotated[str, typer.Option()],
+    member: Annotated[str, typer.Option(help="The member's id")],
+    ladder: Annotated[str | None, typer.Option()] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Remove a manual assignment; the member is re-evaluated at once (R21)."""
+    from tierwise.services.assignments import unassign
+    from tierwise.services.tenants import operator
+
+    async def work(rt: Runtime) -> object:
+        caller = await operator(rt, tenant)
+        return await unassign(rt, caller, member, ladder_key=ladder)
+
+    state = run(settings_for(database_url), work)
+    console.print(f"{member} now holds {getattr(state, 'level_key', None) or 'no level'}")
 
 
 def _redact(url: str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -11,7 +13,7 @@ from sqlalchemy import text
 from tierwise import __version__
 from tierwise.api.errors import ErrorRouter, install
 from tierwise.api.limits import BodyLimit
-from tierwise.api.routes import activities, members, programs
+from tierwise.api.routes import activities, lifecycle, members, programs
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
 from tierwise.settings import Settings
@@ -24,6 +26,27 @@ HTTP Basic with the key id and the secret. Errors answer
 `{"error": {"code", "message", "field"}}` with a stable `code`."""
 
 
+log = logging.getLogger("tierwise.sweep")
+
+
+def start_periodic_sweep(rt: Runtime) -> asyncio.Task[None]:
+    """Run the sweep every ``sweep_interval_seconds`` in this process. Several processes
+    may do so at once: claims skip rows another sweep holds."""
+    from tierwise.services.sweep import sweep
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(rt.settings.sweep_interval_seconds)
+            try:
+                summary = await sweep(rt, as_of=rt.clock())
+                if summary.events:
+                    log.info("sweep handled %d events: %s", summary.events, summary.changes)
+            except Exception:
+                log.exception("periodic sweep failed; retrying next period")
+
+    return asyncio.create_task(loop(), name="tierwise-sweep")
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
 
@@ -32,9 +55,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rt = runtime or Runtime(settings)
         app.state.runtime = rt
         app.state.verifier = KeyVerifier(rt)
+        job = start_periodic_sweep(rt) if settings.sweep_interval_seconds > 0 else None
         try:
             yield
         finally:
+            if job is not None:
+                job.cancel()
+                with suppress(asyncio.CancelledError):
+                    await job
             if runtime is None:
                 await rt.close()
 
@@ -50,7 +78,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             await conn.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
-    for module in (programs, activities, members):
+    for module in (programs, activities, members, lifecycle):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

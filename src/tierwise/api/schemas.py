@@ -243,6 +243,18 @@ class AssignmentOut(BaseModel):
     expires_at: datetime | None
 
 
+class ForecastOut(BaseModel):
+    next_check_at: datetime | None = Field(description="When the level is next checked")
+    grace_until: datetime | None = Field(description="End of a running grace period")
+    projected_level: LevelRef | None = Field(
+        description="The level the member would hold if the check ran on today's figures"
+    )
+    remaining_to_keep: list[CriterionOut] = Field(
+        description="Each criterion of the rule checked at expiry, with what is still missing"
+    )
+    credit: int = Field(description="R18: overshoot carried toward the keep rule")
+
+
 class LadderStatusOut(BaseModel):
     ladder: str
     ladder_id: int
@@ -254,6 +266,9 @@ class LadderStatusOut(BaseModel):
     check_due_at: datetime | None
     assignment: AssignmentOut | None
     progress: ProgressOut | None
+    forecast: ForecastOut | None = Field(
+        default=None, description="R19: the next check and what it would decide today"
+    )
     to_keep: ProgressOut | None = Field(description="The rule checked at expiry (R16, R19)")
 
 

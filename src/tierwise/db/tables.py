@@ -157,6 +157,7 @@ class MemberTier(Base):
     __table_args__ = (
         UniqueConstraint("member_id", "ladder_id"),
         Index("ix_member_tiers_due", "ladder_id", "check_due_at"),
+        Index("ix_member_tiers_due_at", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -166,8 +167,11 @@ class MemberTier(Base):
     level_key: Mapped[str | None] = mapped_column(String(64))
     previous_level_key: Mapped[str | None] = mapped_column(String(64))
     achieved_at: Mapped[datetime | None]
+    cycle_start: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     check_due_at: Mapped[datetime | None]
+    due_at: Mapped[datetime | None]
+    """Earliest of check, grace end and assignment expiry: what the sweep scans (R15)."""
     grace_until: Mapped[datetime | None]
     credit: Mapped[int] = mapped_column(BigInteger, default=0)
     assignment: Mapped[dict[str, Any] | None] = mapped_column(JSON)

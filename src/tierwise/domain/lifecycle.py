@@ -29,11 +29,12 @@ def with_validity(
 
     Floor levels are permanent; so is holding no level.
     """
-    if level is None or level.is_floor or state.achieved_at is None:
+    start = state.cycle_start or state.achieved_at
+    if level is None or level.is_floor or start is None:
         return replace(state, expires_at=None, check_due_at=None)
     expiry = expiry_of(
         validity_of(ladder, level),
-        tier_start=state.achieved_at,
+        tier_start=start,
         enrolled_at=enrolled_at,
         tz=tz,
         last_activity_at=last_activity_at,

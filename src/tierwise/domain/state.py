@@ -51,12 +51,30 @@ class TierState:
 
     level_key: str | None = None
     achieved_at: datetime | None = None
+    """When the member entered the level (kept across renewals)."""
+    cycle_start: datetime | None = None
+    """Start of the current validity cycle: ``achieved_at``, or the last renewal."""
     expires_at: datetime | None = None
     check_due_at: datetime | None = None
     previous_level_key: str | None = None
     assignment: Assignment | None = None
     grace_until: datetime | None = None
     credit: int = 0
+
+    @property
+    def pinned(self) -> bool:
+        return self.assignment is not None and self.assignment.mode is AssignmentMode.PIN
+
+    @property
+    def due_at(self) -> datetime | None:
+        """The next instant the sweep must look at this standing (R15, R17, R20)."""
+        candidates = [self.grace_until]
+        if self.assignment is not None:
+            candidates.append(self.assignment.expires_at)
+        if not self.pinned and self.grace_until is None:
+            candidates.append(self.check_due_at)
+        found = [c for c in candidates if c is not None]
+        return min(found) if found else None
 
     def moved_to(self, level_key: str | None, at: datetime) -> TierState:
         """The state after moving to ``level_key`` at ``at`` (validity set by the caller)."""
@@ -65,9 +83,11 @@ class TierState:
             level_key=level_key,
             previous_level_key=self.level_key,
             achieved_at=at if level_key is not None else None,
+            cycle_start=at if level_key is not None else None,
             expires_at=None,
             check_due_at=None,
             grace_until=None,
+            credit=0,
         )
 
 

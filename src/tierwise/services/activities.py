@@ -31,16 +31,17 @@ from tierwise.domain.activity import (
     return_effects,
 )
 from tierwise.domain.calendar import local_date
+from tierwise.domain.checks import Context, attain_credit, keeps, renew
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.earning import Earning, earn_for_purchase
 from tierwise.domain.errors import Conflict, InvalidInput, NotFound
-from tierwise.domain.evaluation import decide_upgrade
+from tierwise.domain.evaluation import decide_upgrade, qualified_level, rank_of
 from tierwise.domain.figures import MemberFigures
-from tierwise.domain.ladder import Ladder
-from tierwise.domain.lifecycle import enter
+from tierwise.domain.ladder import Ladder, Level, ValidityType
+from tierwise.domain.lifecycle import enter, validity_of, with_validity
 from tierwise.domain.metrics import BuiltinMetric
 from tierwise.domain.program import Program
-from tierwise.domain.state import ChangeSource, TierChange, TierState
+from tierwise.domain.state import AssignmentMode, ChangeKind, ChangeSource, TierChange, TierState
 from tierwise.domain.windows import LIFETIME, Interval
 from tierwise.services import measuring
 from tierwise.services.programs import get_program
@@ -286,7 +287,7 @@ class _Batch:
                                 work.program,
                                 at=at,
                                 enrolled_at=work.enrolled_at,
-                                tier_start=state.achieved_at,
+                                tier_start=state.cycle_start or state.achieved_at,
                             ).values()
                         )
             first = measuring.first_day_needed(spans, work.program, work.last_activity_at)
@@ -397,6 +398,17 @@ class _Batch:
                 if change is not None:
                     changes.append(change)
                     break
+            changes.extend(
+                await self._after_activity(
+                    row,
+                    row.definition,
+                    work,
+                    standings,
+                    command.occurred_at,
+                    reverses,
+                    activity_uuid,
+                )
+            )
         result: dict[str, Any] = {
             "id": activity_uuid,
             "type": command.type.value,
@@ -514,7 +526,7 @@ class _Batch:
             work.program,
             at=command.occurred_at,
             enrolled_at=work.enrolled_at,
-            tier_start=state.achieved_at,
+            tier_start=state.cycle_start or state.achieved_at,
         )
         before = await measuring.measure(
             self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
@@ -543,6 +555,20 @@ class _Batch:
             needed_minor=needed,
         )
 
+    async def _measures(
+        self, ladder: Ladder, work: _MemberWork, state: TierState, at: datetime
+    ) -> dict[MeasureKey, int]:
+        spans = measuring.intervals(
+            ladder.measure_keys(),
+            work.program,
+            at=at,
+            enrolled_at=work.enrolled_at,
+            tier_start=state.cycle_start or state.achieved_at,
+        )
+        return await measuring.measure(
+            self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
+        )
+
     async def _upgrade(
         self,
         row: LadderRow,
@@ -552,17 +578,9 @@ class _Batch:
         at: datetime,
         source_activity: str,
     ) -> dict[str, Any] | None:
+        """R9: move up at once; R18: note the attain overshoot as credit."""
         state = standings.get(work.member_id, row.id)
-        spans = measuring.intervals(
-            ladder.measure_keys(),
-            work.program,
-            at=at,
-            enrolled_at=work.enrolled_at,
-            tier_start=state.achieved_at,
-        )
-        measures = await measuring.measure(
-            self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
-        )
+        measures = await self._measures(ladder, work, state, at)
         decision = decide_upgrade(ladder, state, measures, at=at, source=ChangeSource.ACTIVITY)
         if decision is None:
             return None
@@ -575,8 +593,9 @@ class _Batch:
             enrolled_at=work.enrolled_at,
             last_activity_at=work.figures.last_activity_at,
         )
-        if state.assignment is not None and state.assignment.mode.value == "one_shot":
-            new_state = replace(new_state, assignment=None)
+        new_state = replace(new_state, credit=attain_credit(ladder, decision.level, measures))
+        if state.assignment is not None and state.assignment.mode is AssignmentMode.FLOOR:
+            new_state = replace(new_state, assignment=state.assignment)  # R20: floor stays
         standings.change(
             work.member_id,
             row,
@@ -586,6 +605,125 @@ class _Batch:
             activity_uuid=source_activity,
         )
         return _change_json(row.key, decision.change)
+
+    async def _after_activity(
+        self,
+        row: LadderRow,
+        ladder: Ladder,
+        work: _MemberWork,
+        standings: Standings,
+        at: datetime,
+        reverses: Recorded | None,
+        activity_uuid: str,
+    ) -> list[dict[str, Any]]:
+        """Lifecycle effects of any activity besides upgrades.
+
+        - R20 a ``one_shot`` assignment ends with the next activity;
+        - R14 ``inactivity`` validity restarts its clock;
+        - R17 a member in grace who re-qualifies keeps the level (grace cancelled);
+        - R13 a return that undoes the qualification of the upgrade it caused reverses it,
+          when the ladder asks for it.
+        """
+        state = standings.get(work.member_id, row.id)
+        original = state
+        changes: list[dict[str, Any]] = []
+        if (
+            state.assignment is not None
+            and state.assignment.mode is AssignmentMode.ONE_SHOT
+            and at > state.assignment.assigned_at
+        ):
+            state = replace(state, assignment=None)
+        current = ladder.level(state.level_key) if state.level_key else None
+        if current is not None and validity_of(ladder, current).type is ValidityType.INACTIVITY:
+            state = with_validity(
+                ladder,
+                current,
+                state,
+                tz=work.program.tz,
+                enrolled_at=work.enrolled_at,
+                last_activity_at=work.figures.last_activity_at,
+            )
+        if current is not None and state.grace_until is not None and at < state.grace_until:
+            measures = await self._measures(ladder, work, state, at)
+            if keeps(ladder, current, state, measures):
+                outcome = renew(
+                    ladder,
+                    current,
+                    state,
+                    measures,
+                    cycle_end=state.expires_at or at,
+                    at=at,
+                    ctx=Context(work.program.tz, work.enrolled_at, work.figures.last_activity_at),
+                    source=ChangeSource.ACTIVITY,
+                )
+                state = outcome.state
+                assert outcome.change is not None
+                standings.change(
+                    work.member_id,
+                    row,
+                    state,
+                    outcome.change,
+                    work.external_id,
+                    activity_uuid=activity_uuid,
+                )
+                changes.append(_change_json(row.key, outcome.change))
+        if reverses is not None and ladder.reverse_upgrade_on_return and current is not None:
+            reversal = await self._reverse_upgrade(ladder, work, state, current, at, reverses)
+            if reversal is not None:
+                state, change = reversal
+                standings.change(
+                    work.member_id,
+                    row,
+                    state,
+                    change,
+                    work.external_id,
+                    activity_uuid=activity_uuid,
+                )
+                changes.append(_change_json(row.key, change))
+        if state != original and not changes:
+            standings.change(work.member_id, row, state, None, work.external_id)
+        return changes
+
+    async def _reverse_upgrade(
+        self,
+        ladder: Ladder,
+        work: _MemberWork,
+        state: TierState,
+        current: Level,
+        at: datetime,
+        reverses: Recorded,
+    ) -> tuple[TierState, TierChange] | None:
+        caused = await members_repo.upgrade_caused_by(self.conn, work.member_id, reverses.id)
+        if caused is None or caused.change.to_level != current.key or state.pinned:
+            return None
+        measures = await self._measures(ladder, work, state, at)
+        if current.attain is None or current.attain.holds(measures):
+            return None
+        previous = ladder.level(caused.change.from_level) if caused.change.from_level else None
+        target = qualified_level(ladder, measures)
+        if target is None or rank_of(ladder, target.key) <= rank_of(
+            ladder, previous.key if previous else None
+        ):
+            target = previous
+        new_state = enter(
+            ladder,
+            state,
+            target,
+            at,
+            tz=work.program.tz,
+            enrolled_at=work.enrolled_at,
+            last_activity_at=work.figures.last_activity_at,
+        )
+        kind = ChangeKind.DOWNGRADED if target is not None else ChangeKind.LOST
+        change = TierChange(
+            from_level=current.key,
+            to_level=target.key if target else None,
+            kind=kind,
+            at=at,
+            source=ChangeSource.ACTIVITY,
+            reason="upgrade reversed by a return",
+        )
+        return new_state, change
 
     def _buckets(self, work: _MemberWork, at: datetime, effects: Effects) -> None:
         day = local_date(at, work.program.tz)

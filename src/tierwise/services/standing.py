@@ -80,6 +80,10 @@ class Standings:
                         external_id,
                     )
 
+    def adopt(self, states: dict[tuple[int, int], TierState]) -> None:
+        """Take standings loaded elsewhere (they exist, so they are updated on flush)."""
+        self._states.update(states)
+
     def get(self, member_id: int, ladder_id: int) -> TierState:
         return self._states.get((member_id, ladder_id), TierState())
 

@@ -12,6 +12,8 @@ from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.members import ChangeRow, MemberRow
 from tierwise.db.repos.programs import LadderRow
+from tierwise.domain.checks import Context, project, with_credit
+from tierwise.domain.checks import keep_rule as keep_rule_of
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.errors import NotFound
 from tierwise.domain.ladder import Ladder, Level
@@ -34,7 +36,10 @@ class LadderStatus:
     next: Level | None
     progress: RuleProgress | None
     maintain: RuleProgress | None
+    """R19: the rule checked at expiry, on today's figures (credit included)."""
     measures: dict[MeasureKey, int]
+    projected: Level | None
+    """R19: the level the member would hold if the check ran on today's figures."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,8 @@ def state_from_history(changes: list[ChangeRow]) -> TierState:
         if change.kind is ChangeKind.RENEWED:
             state = TierState(
                 level_key=state.level_key,
-                achieved_at=change.at,
+                achieved_at=state.achieved_at,
+                cycle_start=change.at,
                 previous_level_key=state.previous_level_key,
             )
             continue
@@ -130,7 +136,7 @@ async def member_status(
                 program,
                 at=at,
                 enrolled_at=member.enrolled_at,
-                tier_start=states[row.id].achieved_at,
+                tier_start=states[row.id].cycle_start or states[row.id].achieved_at,
             )
         spans_flat = [span for spans in all_spans.values() for span in spans.values()]
         first = measuring.first_day_needed(spans_flat, program, member.last_activity_at)
@@ -155,9 +161,8 @@ async def member_status(
             current = ladder.level(state.level_key) if state.level_key else None
             nxt = ladder.above(current)
             previous = ladder.level(state.previous_level_key) if state.previous_level_key else None
-            keep_rule = None
-            if current is not None:
-                keep_rule = current.maintain or current.attain
+            keep_rule = keep_rule_of(current) if current is not None else None
+            ctx = Context(program.tz, member.enrolled_at, member.last_activity_at)
             result.append(
                 LadderStatus(
                     ladder=row,
@@ -167,8 +172,13 @@ async def member_status(
                     previous=previous,
                     next=nxt,
                     progress=progress_toward(nxt, measures),
-                    maintain=rule_progress(keep_rule, measures) if keep_rule else None,
+                    maintain=rule_progress(
+                        keep_rule, with_credit(keep_rule, measures, state.credit)
+                    )
+                    if keep_rule
+                    else None,
                     measures=measures,
+                    projected=project(ladder, state, measures, ctx, at),
                 )
             )
     return MemberStatus(member=member, program=program, as_of=at, ladders=tuple(result))
@@ -207,3 +217,47 @@ async def member_history(
     return MemberHistory(
         member=member, program=program, entries=[(by_id[c.ladder_id], c) for c in changes]
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LevelAt:
+    ladder: LadderRow
+    level: Level | None
+    since: datetime | None
+    change: ChangeRow | None
+
+
+async def level_at(
+    rt: Runtime,
+    caller: Caller,
+    external_id: str,
+    *,
+    at: datetime,
+    program_id: int | None = None,
+    ladder_key: str | None = None,
+) -> tuple[MemberRow, list[LevelAt]]:
+    """R22: which level the member held at instant ``at``, read from history."""
+    async with rt.transaction() as conn:
+        member = await find_member(conn, caller, external_id)
+        program = await get_program(conn, caller, program_id)
+        rows = [
+            row
+            for row in await programs_repo.ladders(
+                conn,
+                rt.definitions,
+                tenant_id=caller.tenant_id,
+                program_id=program.id,
+                ladder_key=ladder_key,
+            )
+            if row.definition is not None
+        ]
+        if ladder_key is not None and not rows:
+            raise NotFound(f"no ladder {ladder_key!r}", code="ladder_not_found")
+        found: list[LevelAt] = []
+        for row in rows:
+            assert row.definition is not None
+            changes = await members_repo.history(conn, member.id, [row.id], until=at)
+            state = state_from_history(changes)
+            level = row.definition.level(state.level_key) if state.level_key else None
+            found.append(LevelAt(row, level, state.achieved_at, changes[-1] if changes else None))
+    return member, found

@@ -163,3 +163,14 @@ class KeyVerifier:
                 self._cache.clear()
             self._cache[cache_key] = (time.monotonic() + self._ttl, caller)
         return caller
+
+
+async def operator(rt: Runtime, tenant: str, actor: str = "cli") -> Caller:
+    """A caller acting for ``tenant`` from the command line, with every scope."""
+    async with rt.transaction() as conn:
+        found = await repo.tenant_by_name(conn, tenant)
+    if found is None:
+        raise NotFound(f"no tenant {tenant!r}", code="tenant_not_found")
+    return Caller(
+        tenant_id=found.id, tenant_name=found.name, actor=actor, scopes=frozenset(ALL_SCOPES)
+    )

@@ -10,6 +10,7 @@ from tierwise.api.auth import MembersRead, MembersWrite, RuntimeDep
 from tierwise.api.schemas import (
     AssignmentOut,
     CriterionOut,
+    ForecastOut,
     HistoryEntryOut,
     HistoryOut,
     LadderStatusOut,
@@ -89,6 +90,20 @@ def progress_out(level: Level, progress: RuleProgress | None) -> ProgressOut | N
     )
 
 
+def forecast_out(item: LadderStatus) -> ForecastOut | None:
+    """R19: next check, grace, projected level and what is missing to keep the level."""
+    if item.current is None:
+        return None
+    keep = progress_out(item.current, item.maintain) if item.maintain else None
+    return ForecastOut(
+        next_check_at=None if item.state.pinned else item.state.check_due_at,
+        grace_until=item.state.grace_until,
+        projected_level=level_ref(item.projected, item.ladder.level_ids),
+        remaining_to_keep=keep.criteria if keep else [],
+        credit=item.state.credit,
+    )
+
+
 def ladder_status_out(item: LadderStatus) -> LadderStatusOut:
     ids = item.ladder.level_ids
     assignment = item.state.assignment
@@ -112,6 +127,7 @@ def ladder_status_out(item: LadderStatus) -> LadderStatusOut:
             expires_at=assignment.expires_at,
         ),
         progress=progress_out(item.next, item.progress) if item.next else None,
+        forecast=forecast_out(item),
         to_keep=progress_out(item.current, item.maintain) if item.current else None,
     )
 

@@ -62,6 +62,11 @@ async def members_by_external_ids(
     return {row.external_id: _member(row) for row in await conn.execute(query)}
 
 
+async def members_by_ids(conn: AsyncConnection, member_ids: Sequence[int]) -> dict[int, MemberRow]:
+    rows = await conn.execute(select(Member).where(Member.id.in_(list(member_ids))))
+    return {row.id: _member(row) for row in rows}
+
+
 async def add_members(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Insert members that do not exist yet (concurrent creators are tolerated)."""
     await insert_ignore(
@@ -121,6 +126,7 @@ def _state(row: Row[Any]) -> TierState:
     return TierState(
         level_key=row.level_key,
         achieved_at=row.achieved_at,
+        cycle_start=row.cycle_start,
         expires_at=row.expires_at,
         check_due_at=row.check_due_at,
         previous_level_key=row.previous_level_key,
@@ -149,6 +155,8 @@ def _state_values(state: TierState) -> dict[str, Any]:
         "level_key": state.level_key,
         "previous_level_key": state.previous_level_key,
         "achieved_at": state.achieved_at,
+        "cycle_start": state.cycle_start,
+        "due_at": state.due_at,
         "expires_at": state.expires_at,
         "check_due_at": state.check_due_at,
         "grace_until": state.grace_until,
@@ -273,3 +281,41 @@ async def history(
         )
         for row in rows
     ]
+
+
+async def upgrade_caused_by(
+    conn: AsyncConnection, member_id: int, activity_id: int
+) -> ChangeRow | None:
+    """The upgrade that activity ``activity_id`` caused, if any (R13)."""
+    from tierwise.domain.state import ChangeKind, ChangeSource
+
+    row = (
+        await conn.execute(
+            select(TierChange)
+            .where(
+                TierChange.member_id == member_id,
+                TierChange.activity_id == activity_id,
+                TierChange.kind == ChangeKind.UPGRADED.value,
+            )
+            .order_by(TierChange.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return ChangeRow(
+        id=row.id,
+        uuid=row.uuid,
+        ladder_id=row.ladder_id,
+        change=Change(
+            from_level=row.from_level_key,
+            to_level=row.to_level_key,
+            kind=ChangeKind(row.kind),
+            at=row.occurred_at,
+            source=ChangeSource(row.source),
+            reason=row.reason,
+            actor=row.actor,
+        ),
+        activity_id=row.activity_id,
+        recorded_at=row.recorded_at,
+    )
