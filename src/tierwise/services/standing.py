@@ -104,17 +104,12 @@ class Standings:
             self._changes.append((member_id, row, change, external_id or "", activity_uuid))
 
     async def flush(self, activity_ids: dict[str, int] | None = None) -> None:
-        for key in sorted(self._dirty):
-            member_id, ladder_id = key
-            await repo.save_state(
-                self.conn,
-                tenant_id=self.tenant_id,
-                member_id=member_id,
-                ladder_id=ladder_id,
-                state=self._states[key],
-                created=key in self._new,
-                now=self.now,
-            )
+        await repo.save_states(
+            self.conn,
+            tenant_id=self.tenant_id,
+            states=[(m, ladder, self._states[(m, ladder)]) for m, ladder in sorted(self._dirty)],
+            now=self.now,
+        )
         self._new.clear()
         self._dirty.clear()
         history: list[dict[str, Any]] = []

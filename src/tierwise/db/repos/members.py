@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos.upsert import insert_ignore
@@ -165,37 +166,50 @@ def _state_values(state: TierState) -> dict[str, Any]:
     }
 
 
-async def save_state(
+async def save_states(
     conn: AsyncConnection,
     *,
     tenant_id: int,
-    member_id: int,
-    ladder_id: int,
-    state: TierState,
-    created: bool,
+    states: Sequence[tuple[int, int, TierState]],
     now: datetime,
 ) -> None:
-    values = _state_values(state)
-    if created:
-        await conn.execute(
-            insert(MemberTier).values(
-                tenant_id=tenant_id,
-                member_id=member_id,
-                ladder_id=ladder_id,
-                created_at=now,
-                updated_at=now,
-                **values,
-            )
-        )
-    else:
-        await conn.execute(
-            update(MemberTier)
-            .where(
-                MemberTier.member_id == member_id,
-                MemberTier.ladder_id == ladder_id,
-            )
-            .values(updated_at=now, **values)
-        )
+    """Insert or update many standings ``(member_id, ladder_id, state)`` in one statement
+    per chunk (``INSERT … ON CONFLICT (member_id, ladder_id) DO UPDATE``)."""
+    if not states:
+        return
+    table = Base.metadata.tables["member_tiers"]
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "member_id": member_id,
+            "ladder_id": ladder_id,
+            "created_at": now,
+            "updated_at": now,
+            **_state_values(state),
+        }
+        for member_id, ladder_id, state in states
+    ]
+    stmt = dialect_insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["member_id", "ladder_id"],
+        set_={name: stmt.excluded[name] for name in (*_STATE_COLUMNS, "updated_at")},
+    )
+    await conn.execute(stmt, rows)
+
+
+_STATE_COLUMNS = (
+    "level_key",
+    "previous_level_key",
+    "achieved_at",
+    "cycle_start",
+    "due_at",
+    "expires_at",
+    "check_due_at",
+    "grace_until",
+    "credit",
+    "assignment",
+)
 
 
 # -- history ------------------------------------------------------------------------------

@@ -22,12 +22,12 @@ async def add_to(
     if not rows:
         return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(list(rows))
+    stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={column: table.c[column] + stmt.excluded[column]},
     )
-    await conn.execute(stmt)
+    await conn.execute(stmt, list(rows))
 
 
 async def insert_ignore(
@@ -37,6 +37,4 @@ async def insert_ignore(
     if not rows:
         return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    await conn.execute(
-        insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=list(keys))
-    )
+    await conn.execute(insert(table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))

@@ -1,0 +1,1 @@
+"""Tierwise benchmarks: ``.venv/bin/python -m bench`` (see docs/performance.md)."""
