@@ -226,7 +226,9 @@ def sweep_command(
     assignment expiries (R15). Safe to run twice, late, or beside another sweep."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from tierwise.services.golive import run_job
     from tierwise.services.sweep import count_due, sweep
+    from tierwise.services.versions import activate_scheduled
     from tierwise.services.tenants import operator
 
     instant = parse_instant(as_of, "--as-of")
@@ -234,6 +236,8 @@ def sweep_command(
     async def work(rt: Runtime) -> object:
         when = instant or rt.clock()
         tenant_id = (await operator(rt, tenant)).tenant_id if tenant else None
+        for job in await activate_scheduled(rt, when, tenant_id):
+            await run_job(rt, job)  # R25: scheduled versions go live as the sweep passes
         total = await count_due(rt, as_of=when, tenant_id=tenant_id)
         with Progress(
             TextColumn("sweeping"),

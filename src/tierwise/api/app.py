@@ -13,7 +13,7 @@ from sqlalchemy import text
 from tierwise import __version__
 from tierwise.api.errors import ErrorRouter, install
 from tierwise.api.limits import BodyLimit
-from tierwise.api.routes import activities, lifecycle, members, programs
+from tierwise.api.routes import activities, lifecycle, members, programs, versions
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
 from tierwise.settings import Settings
@@ -32,13 +32,18 @@ log = logging.getLogger("tierwise.sweep")
 def start_periodic_sweep(rt: Runtime) -> asyncio.Task[None]:
     """Run the sweep every ``sweep_interval_seconds`` in this process. Several processes
     may do so at once: claims skip rows another sweep holds."""
+    from tierwise.services.golive import run_pending
     from tierwise.services.sweep import sweep
+    from tierwise.services.versions import activate_scheduled
 
     async def loop() -> None:
         while True:
             await asyncio.sleep(rt.settings.sweep_interval_seconds)
             try:
-                summary = await sweep(rt, as_of=rt.clock())
+                now = rt.clock()
+                await activate_scheduled(rt, now)
+                await run_pending(rt)
+                summary = await sweep(rt, as_of=now)
                 if summary.events:
                     log.info("sweep handled %d events: %s", summary.events, summary.changes)
             except Exception:
@@ -55,6 +60,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rt = runtime or Runtime(settings)
         app.state.runtime = rt
         app.state.verifier = KeyVerifier(rt)
+        app.state.background = set()
         job = start_periodic_sweep(rt) if settings.sweep_interval_seconds > 0 else None
         try:
             yield
@@ -78,7 +84,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             await conn.execute(text("SELECT 1"))
         return {"status": "ok", "version": __version__}
 
-    for module in (programs, activities, members, lifecycle):
+    for module in (programs, versions, activities, members, lifecycle):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(versions.jobs_router)
     return app

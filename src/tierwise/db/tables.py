@@ -267,3 +267,39 @@ class Event(Base):
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime]
     published_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    """A resumable background job (go-live re-evaluation, R25): ``cursor`` is the last
+    member id handled, committed with each batch."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("ladder_versions.id"))
+    state: Mapped[str] = mapped_column(String(20))
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    apply_downgrades_now: Mapped[bool] = mapped_column(Boolean, default=False)
+    changes: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class LadderCount(Base):
+    """Members per level of a ladder's live version, with when they were counted (R26)."""
+
+    __tablename__ = "ladder_counts"
+
+    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(BigInteger)
+    counts: Mapped[dict[str, Any]]
+    computed_at: Mapped[datetime]

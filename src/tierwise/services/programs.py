@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tierwise.db.repos import programs as repo
 from tierwise.db.tables import Activity, MemberTier
 from tierwise.domain.calendar import zone
-from tierwise.domain.errors import Conflict, InvalidInput, NotFound
+from tierwise.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tierwise.domain.ladder import Ladder
 from tierwise.domain.money import is_currency_code
 from tierwise.domain.program import Program
@@ -129,6 +129,7 @@ async def update_program(
 async def get_ladder(
     rt: Runtime, conn: AsyncConnection, caller: Caller, program_id: int, key: str
 ) -> repo.LadderRow:
+    await get_program(conn, caller, program_id)  # a missing program is program_not_found
     found = await repo.ladders(
         conn, rt.definitions, tenant_id=caller.tenant_id, program_id=program_id, ladder_key=key
     )
@@ -165,10 +166,19 @@ async def create_ladder(
             key=ladder.key,
             now=now,
         )
-        await _publish(rt, conn, caller, ladder_id, ladder)
-        row = await get_ladder(rt, conn, caller, program.id, ladder.key)
+        job = await _publish(rt, conn, caller, ladder_id, ladder)
         await conn.commit()
-    return row
+    return await _after_publish(rt, caller, program_id, ladder.key, job)
+
+
+async def _after_publish(
+    rt: Runtime, caller: Caller, program_id: int, key: str, job: str
+) -> repo.LadderRow:
+    """Run the go-live job to the end, then read the ladder back."""
+    from tierwise.services.golive import run_job
+
+    await run_job(rt, job)
+    return await read_ladder(rt, caller, program_id, key)
 
 
 async def _publish(
@@ -178,33 +188,46 @@ async def _publish(
     ladder_id: int,
     ladder: Ladder,
     previous_version_id: int | None = None,
-) -> None:
+) -> str:
+    """One-step publish (R24 shortcut): a version created, submitted and approved by the
+    caller, made live with a go-live job (R25). Refused when the tenant requires a
+    reviewer other than the author (maker-checker)."""
+    from tierwise.db.repos import tenants as tenants_repo
+    from tierwise.services.publishing import publish
+
+    tenant = await tenants_repo.tenant_by_id(conn, caller.tenant_id)
+    if tenant is not None and tenant.require_distinct_approver:
+        raise Forbidden(
+            "this tenant requires approval by a second person: create a draft version, "
+            "submit it and have another key approve it",
+            code="approval_required",
+        )
     now = rt.clock()
-    keys = [level.key for level in ladder.levels]
-    await repo.ensure_levels(
-        conn,
-        tenant_id=caller.tenant_id,
-        ladder_id=ladder_id,
-        keys=keys,
-        uuids=[str(uuid.uuid4()) for _ in keys],
-        now=now,
-    )
     version_id, _ = await repo.add_version(
         conn,
         tenant_id=caller.tenant_id,
         ladder_id=ladder_id,
         uuid=str(uuid.uuid4()),
-        state="live",
+        state="pending_approval",
         definition=ladder,
         actor=caller.actor,
         now=now,
     )
     await repo.set_version_state(
-        conn, version_id, "live", {"approved_by": caller.actor, "approved_at": now}
+        conn,
+        version_id,
+        "pending_approval",
+        {
+            "submitted_by": caller.actor,
+            "submitted_at": now,
+            "approved_by": caller.actor,
+            "approved_at": now,
+        },
     )
-    if previous_version_id is not None:
-        await repo.set_version_state(conn, previous_version_id, "snapshot")
-    await repo.set_live(conn, ladder_id, version_id, now)
+    rows = await repo.ladders(conn, rt.definitions, tenant_id=caller.tenant_id)
+    row = next(r for r in rows if r.id == ladder_id)
+    del previous_version_id
+    return await publish(rt, conn, caller.tenant_id, row, version_id)
 
 
 async def list_ladders(rt: Runtime, caller: Caller, program_id: int) -> list[repo.LadderRow]:
@@ -254,7 +277,6 @@ async def replace_ladder(
                     code="level_in_use",
                     field="levels",
                 )
-        await _publish(rt, conn, caller, current.id, ladder, current.live_version_id)
-        row = await get_ladder(rt, conn, caller, program_id, key)
+        job = await _publish(rt, conn, caller, current.id, ladder, current.live_version_id)
         await conn.commit()
-    return row
+    return await _after_publish(rt, caller, program_id, key, job)

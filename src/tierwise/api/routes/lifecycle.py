@@ -14,6 +14,8 @@ from tierwise.domain.state import AssignmentMode
 from tierwise.services import assignments as assignment_service
 from tierwise.services import status as status_service
 from tierwise.services import sweep as sweep_service
+from tierwise.services.golive import run_job
+from tierwise.services.versions import activate_scheduled
 
 router = APIRouter(tags=["lifecycle"])
 
@@ -152,9 +154,10 @@ async def level_at(
 async def run_sweep(body: SweepIn, rt: RuntimeDep, caller: SweepsRun) -> SweepOut:
     """Handle every standing of your tenant that fell due by ``as_of`` (R15). Safe to run
     twice and to run late."""
-    summary = await sweep_service.sweep(
-        rt, as_of=body.as_of or rt.clock(), tenant_id=caller.tenant_id
-    )
+    as_of = body.as_of or rt.clock()
+    for job in await activate_scheduled(rt, as_of, caller.tenant_id):
+        await run_job(rt, job)  # R25: scheduled versions go live as the sweep passes them
+    summary = await sweep_service.sweep(rt, as_of=as_of, tenant_id=caller.tenant_id)
     return SweepOut(
         as_of=summary.as_of,
         standings=summary.standings,

@@ -1,0 +1,323 @@
+"""Go-live re-evaluation jobs (R25), member counts (R26) and the impact preview.
+
+A job walks the tenant's members in id order, a batch per transaction, and commits its
+cursor with each batch: a process that dies midway leaves a job that the next runner
+(``tierwise jobs run``, the API process, or the sweep) resumes where it stopped. Each
+batch is applied with the same standing writes as any other change, so history and
+events record every move.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tierwise.db.repos import members as members_repo
+from tierwise.db.repos import programs as programs_repo
+from tierwise.db.repos import versions as repo
+from tierwise.db.repos.versions import JobRow
+from tierwise.domain.errors import NotFound
+from tierwise.domain.ladder import Ladder
+from tierwise.domain.lifecycle import enter
+from tierwise.domain.state import ChangeSource, TierChange, TierState
+from tierwise.domain.versions import VersionState
+from tierwise.services.reevaluation import evaluate, member_batch
+from tierwise.services.runtime import Caller, Runtime
+from tierwise.services.standing import Standings
+from tierwise.services.versions import ladder_identity
+
+BATCH = 1000
+
+
+async def run_job(
+    rt: Runtime,
+    job_uuid: str,
+    *,
+    batch_size: int = BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> JobRow:
+    """Run (or resume) a go-live job to the end; returns its final row."""
+    while True:
+        async with rt.transaction() as conn:
+            job = await repo.job(conn, uuid=job_uuid, lock=True)
+            if job is None:
+                raise NotFound(f"no job {job_uuid}", code="job_not_found")
+            if job.state in ("done", "failed"):
+                return job
+            now = rt.clock()
+            members = await member_batch(conn, job.tenant_id, job.cursor, batch_size, lock=True)
+            ladders = [
+                row
+                for row in await programs_repo.ladders(
+                    conn, rt.definitions, tenant_id=job.tenant_id
+                )
+                if row.id == job.ladder_id
+            ]
+            version = await repo.version_by_id(conn, job.version_id)
+            if not members or not ladders or version is None:
+                await _finish(conn, job, now)
+                await conn.commit()
+                if progress is not None:
+                    progress(job.total, job.total)
+                continue
+            row = ladders[0]
+            program = next(
+                p
+                for p in await programs_repo.programs_of(conn, job.tenant_id)
+                if p.id == row.program_id
+            )
+            ladder = version.definition
+            old = await _previous_definition(conn, job.ladder_id, job.version_id)
+            standings = Standings(rt, conn, job.tenant_id, now)
+            await standings.load(
+                [(m.id, m.external_id, m.enrolled_at, program) for m in members],
+                {program.id: [row]},
+            )
+            states = {m.id: standings.get(m.id, row.id) for m in members}
+            verdicts = await evaluate(
+                conn,
+                program=program,
+                ladder=ladder,
+                old=old,
+                members=members,
+                states=states,
+                at=now,
+                downgrades_now=job.apply_downgrades_now,
+            )
+            changes = Counter(job.changes)
+            for item in verdicts:
+                if item.kind is None or not item.now:
+                    continue
+                state = states[item.member.id]
+                target = ladder.level(item.target) if item.target else None
+                moved = enter(
+                    ladder,
+                    state,
+                    target,
+                    now,
+                    tz=program.tz,
+                    enrolled_at=item.member.enrolled_at,
+                    last_activity_at=item.member.last_activity_at,
+                )
+                standings.change(
+                    item.member.id,
+                    row,
+                    moved,
+                    TierChange(
+                        from_level=item.current,
+                        to_level=item.target,
+                        kind=item.kind,
+                        at=now,
+                        source=ChangeSource.DEFINITION,
+                        reason=f"version {version.number} live",
+                    ),
+                    item.member.external_id,
+                )
+                changes[item.kind.value] += 1
+            await standings.flush()
+            done = job.done + len(members)
+            await repo.update_job(
+                conn,
+                job.id,
+                {
+                    "state": "running",
+                    "cursor": members[-1].id,
+                    "done": done,
+                    "total": max(job.total, done),
+                    "changes": dict(changes),
+                    "updated_at": now,
+                },
+            )
+            await conn.commit()
+            if progress is not None:
+                progress(done, max(job.total, done))
+
+
+async def _previous_definition(
+    conn: AsyncConnection, ladder_id: int, version_id: int
+) -> Ladder | None:
+    snapshots = [
+        v
+        for v in await repo.versions_of(conn, ladder_id)
+        if v.state is VersionState.SNAPSHOT and v.id != version_id
+    ]
+    return snapshots[-1].definition if snapshots else None
+
+
+async def _finish(conn: AsyncConnection, job: JobRow, now: datetime) -> None:
+    await repo.update_job(
+        conn,
+        job.id,
+        {
+            "state": "done",
+            "finished_at": now,
+            "updated_at": now,
+            "total": job.done,
+        },
+    )
+    counts = await repo.count_levels(conn, job.ladder_id)
+    await repo.save_counts(conn, job.ladder_id, job.version_id, counts, now)
+
+
+async def run_pending(rt: Runtime) -> list[JobRow]:
+    """Finish every job that is pending or was interrupted."""
+    async with rt.transaction() as conn:
+        jobs = await repo.unfinished_jobs(conn)
+    return [await run_job(rt, job.uuid) for job in jobs]
+
+
+async def read_job(rt: Runtime, caller: Caller, job_uuid: str) -> JobRow:
+    async with rt.transaction() as conn:
+        job = await repo.job(conn, uuid=job_uuid, tenant_id=caller.tenant_id)
+    if job is None:
+        raise NotFound(f"no job {job_uuid}", code="job_not_found")
+    return job
+
+
+# -- counts (R26) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LevelCounts:
+    ladder: str
+    version: int | None
+    counts: dict[str, int]
+    computed_at: datetime | None
+
+
+async def level_counts(
+    rt: Runtime, caller: Caller, program_id: int, key: str, *, refresh: bool = False
+) -> LevelCounts:
+    async with rt.transaction() as conn:
+        ladder = await ladder_identity(rt, conn, caller, program_id, key)
+        if refresh and ladder.live_version_id is not None:
+            counts = await repo.count_levels(conn, ladder.id)
+            await repo.save_counts(conn, ladder.id, ladder.live_version_id, counts, rt.clock())
+            await conn.commit()
+        stored = await repo.counts(conn, ladder.id)
+    levels = [level.key for level in ladder.definition.levels] if ladder.definition else []
+    if stored is None:
+        return LevelCounts(key, ladder.live_version_number, dict.fromkeys(levels, 0), None)
+    counts, computed_at, _ = stored
+    return LevelCounts(
+        key,
+        ladder.live_version_number,
+        {level: counts.get(level, 0) for level in levels}
+        | ({"": counts[""]} if counts.get("") else {}),
+        computed_at,
+    )
+
+
+# -- impact preview -----------------------------------------------------------------------
+
+
+@dataclass
+class Preview:
+    ladder: str
+    version: int
+    computed_at: datetime
+    members: int = 0
+    per_level: dict[str, int] = field(default_factory=dict)
+    up: int = 0
+    down: int = 0
+    stay: int = 0
+    moves: dict[str, int] = field(default_factory=dict)
+    sample: list[dict[str, str | None]] = field(default_factory=list)
+
+
+async def preview(
+    rt: Runtime,
+    caller: Caller,
+    program_id: int,
+    key: str,
+    number: int,
+    *,
+    sample_size: int = 20,
+    batch_size: int = BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> Preview:
+    """What a version would do to today's member base, changing nothing: members per level
+    under it, who would move up (at once) or down (at their next check, or at once when
+    the version applies downgrades now), per from→to pair, and a sample of movers."""
+    now = rt.clock()
+    async with rt.transaction() as conn:
+        ladder_row = await ladder_identity(rt, conn, caller, program_id, key)
+        version = await repo.version(conn, ladder_row.id, number)
+        if version is None:
+            raise NotFound(f"ladder {key!r} has no version {number}", code="version_not_found")
+        program = next(
+            p
+            for p in await programs_repo.programs_of(conn, caller.tenant_id)
+            if p.id == ladder_row.program_id
+        )
+    result = Preview(ladder=key, version=number, computed_at=now)
+    per_level: Counter[str] = Counter()
+    moves: Counter[str] = Counter()
+    rng = random.Random(0)
+    cursor = 0
+    while True:
+        async with rt.transaction() as conn:
+            members = await member_batch(conn, caller.tenant_id, cursor, batch_size)
+            if not members:
+                break
+            stored = await members_repo.states(conn, [m.id for m in members], [ladder_row.id])
+            states = {
+                m.id: stored.get((m.id, ladder_row.id), _placed(version.definition, m))
+                for m in members
+            }
+            verdicts = await evaluate(
+                conn,
+                program=program,
+                ladder=version.definition,
+                old=ladder_row.definition,
+                members=members,
+                states=states,
+                at=now,
+                downgrades_now=True,
+            )
+        cursor = members[-1].id
+        for item in verdicts:
+            result.members += 1
+            if item.kind is None or item.target == item.current:
+                result.stay += 1
+                per_level[item.current or ""] += 1
+                continue
+            per_level[item.target or ""] += 1
+            moves[f"{item.current or ''}->{item.target or ''}"] += 1
+            moving_up = item.kind.value == "upgraded"
+            if moving_up:
+                result.up += 1
+            else:
+                result.down += 1
+            entry: dict[str, str | None] = {
+                "member_id": item.member.external_id,
+                "from": item.current,
+                "to": item.target,
+                "direction": "up" if moving_up else "down",
+            }
+            seen = result.up + result.down
+            if len(result.sample) < sample_size:
+                result.sample.append(entry)
+            elif rng.random() < sample_size / seen:
+                result.sample[rng.randrange(sample_size)] = entry
+        if progress is not None:
+            progress(len(members))
+    levels = [level.key for level in version.definition.levels]
+    result.per_level = {level: per_level.get(level, 0) for level in levels} | (
+        {"": per_level[""]} if per_level.get("") else {}
+    )
+    result.moves = dict(sorted(moves.items()))
+    return result
+
+
+def _placed(ladder: Ladder, member: object) -> TierState:
+    floor = ladder.floor
+    if floor is None:
+        return TierState()
+    enrolled = getattr(member, "enrolled_at", None)
+    return TierState(level_key=floor.key, achieved_at=enrolled, cycle_start=enrolled)
