@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from tierwise import __version__
+from tierwise.api.dialects import DIALECTS
 from tierwise.api.errors import ErrorRouter, install
 from tierwise.api.limits import BodyLimit
 from tierwise.api.routes import activities, lifecycle, members, programs, versions
@@ -88,4 +89,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(versions.jobs_router)
+    for dialect in DIALECTS:
+        app.include_router(dialect.router)
+        errors.register(dialect.PREFIX, dialect.render_error)
     return app

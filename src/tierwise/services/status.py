@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import activities as ledger
@@ -12,6 +14,7 @@ from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.members import ChangeRow, MemberRow
 from tierwise.db.repos.programs import LadderRow
+from tierwise.db.tables import Member
 from tierwise.domain.checks import Context, project, with_credit
 from tierwise.domain.checks import keep_rule as keep_rule_of
 from tierwise.domain.criteria import MeasureKey
@@ -50,11 +53,80 @@ class MemberStatus:
     ladders: tuple[LadderStatus, ...]
 
 
-async def find_member(conn: AsyncConnection, caller: Caller, external_id: str) -> MemberRow:
-    member = await members_repo.member_by_external_id(conn, caller.tenant_id, external_id)
+class MemberRef(StrEnum):
+    """How a client names a member: our external id (default), our integer id (Capillary
+    ``userId``/``entityId``) or our UUID (Omneo ``profile``, Scrip participant ``id``)."""
+
+    EXTERNAL = "external"
+    ID = "id"
+    UUID = "uuid"
+
+
+async def find_member(
+    conn: AsyncConnection, caller: Caller, ref: str, by: MemberRef = MemberRef.EXTERNAL
+) -> MemberRow:
+    member: MemberRow | None
+    if by is MemberRef.EXTERNAL:
+        member = await members_repo.member_by_external_id(conn, caller.tenant_id, ref)
+    else:
+        column = Member.id if by is MemberRef.ID else Member.uuid
+        value: object = ref
+        if by is MemberRef.ID:
+            if not ref.isdigit() or len(ref) > 18:
+                raise NotFound(f"no member {ref!r}", code="member_not_found")
+            value = int(ref)
+        row = (
+            await conn.execute(
+                select(Member).where(Member.tenant_id == caller.tenant_id, column == value)
+            )
+        ).first()
+        member = (
+            None
+            if row is None
+            else MemberRow(
+                row.id,
+                row.uuid,
+                row.tenant_id,
+                row.external_id,
+                row.enrolled_at,
+                row.last_activity_at,
+                row.created_at,
+            )
+        )
     if member is None:
-        raise NotFound(f"no member {external_id!r}", code="member_not_found")
+        raise NotFound(f"no member {ref!r}", code="member_not_found")
     return member
+
+
+async def member_measures(
+    rt: Runtime,
+    caller: Caller,
+    member: MemberRow,
+    program: Program,
+    keys: set[MeasureKey],
+    *,
+    at: datetime,
+    tier_start: datetime | None,
+) -> dict[MeasureKey, int]:
+    """Any metric over any window for one member, e.g. a dialect's "points in the last 12
+    months" (same sums as the engine's, never a scan of history)."""
+    spans = measuring.intervals(
+        keys, program, at=at, enrolled_at=member.enrolled_at, tier_start=tier_start
+    )
+    first = measuring.first_day_needed(spans.values(), program, member.last_activity_at)
+    async with rt.transaction() as conn:
+        figures = (
+            await ledger.load_figures(
+                conn,
+                program_id=program.id,
+                tz=program.tz,
+                metrics={k[0] for k in keys},
+                members={member.id: (first, member.last_activity_at)},
+            )
+        )[member.id]
+        return await measuring.measure(
+            conn, figures, spans, member_id=member.id, program_id=program.id
+        )
 
 
 def state_from_history(changes: list[ChangeRow]) -> TierState:
@@ -86,11 +158,12 @@ async def member_status(
     program_id: int | None = None,
     as_of: datetime | None = None,
     ladder_key: str | None = None,
+    by: MemberRef = MemberRef.EXTERNAL,
 ) -> MemberStatus:
     now = rt.clock()
     at = as_of or now
     async with rt.transaction() as conn:
-        member = await find_member(conn, caller, external_id)
+        member = await find_member(conn, caller, external_id, by)
         program = await get_program(conn, caller, program_id)
         rows = [
             row
