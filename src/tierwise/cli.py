@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tierwise.domain.errors import DomainError
 from tierwise.services.runtime import Runtime
@@ -59,7 +60,7 @@ def run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except DomainError as exc:
-        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        err.print(f"[red]error[/red] {exc.code}: {escape(exc.message)}")
         raise typer.Exit(2) from exc
 
 
@@ -93,7 +94,7 @@ def keys_create(
         lambda rt: create_key(rt, tenant=tenant, scopes=scopes, name=name),
     )
     console.print(
-        f"key id:  {key.key_id}\nsecret:  {key.secret}\ntenant:  {key.tenant}\n"
+        f"key id:  {key.key_id}\nsecret:  {key.secret}\ntenant:  {escape(key.tenant)}\n"
         f"scopes:  {' '.join(key.scopes)}"
     )
     console.print("[yellow]Store the secret now: it cannot be shown again.[/yellow]")
@@ -228,8 +229,8 @@ def sweep_command(
 
     from tierwise.services.golive import run_job
     from tierwise.services.sweep import count_due, sweep
-    from tierwise.services.versions import activate_scheduled
     from tierwise.services.tenants import operator
+    from tierwise.services.versions import activate_scheduled
 
     instant = parse_instant(as_of, "--as-of")
 

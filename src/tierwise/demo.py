@@ -354,8 +354,9 @@ def instructions(result: DemoResult, base_url: str) -> str:
         lines.append(f"  {m.member_id:<8} {m.level or '-':<7} {m.points_earned:>6}   {gap}")
     lines += [
         "",
-        "Serve the API on the same database (or run: tierwise demo --serve):",
+        "Serve the API (with the same --database-url, if you gave one):",
         f"  tierwise serve --host {host} --port {port}",
+        "(or let the demo do it: tierwise demo --serve)",
         "",
         "Then try:",
         "",

@@ -145,7 +145,7 @@ async def import_file(rt: Runtime, *, tenant: str, path: Path, batch_size: int) 
     caller = Caller(found.id, found.name, actor="import", scopes=frozenset())
     batch_size = max(1, min(batch_size, MAX_BATCH))
     summary = ImportSummary(path=path, tenant=tenant)
-    sender = _Sender(rt, caller, summary)
+    sender = _Sender(rt, caller, summary, batch_size)
     total = _count_lines(path)
     stderr = Console(stderr=True)
     with Progress(
@@ -194,56 +194,64 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 class _Sender:
-    """Sends batches to the ledger, peeling off the lines that fail."""
+    """Sends lines to the ledger in transactions of up to ``batch_size``, peeling off the
+    lines that fail.
 
-    def __init__(self, rt: Runtime, caller: Caller, summary: ImportSummary) -> None:
+    A failure at line *i* of a chunk means the lines before it were processed without
+    error, so they are sent next on their own; the failed line is rejected. After a
+    failure at the first line the chunk is halved, after a success it doubles again, so a
+    run of bad lines costs about as much as the same number of good ones instead of one
+    full-batch attempt per bad line.
+    """
+
+    def __init__(
+        self, rt: Runtime, caller: Caller, summary: ImportSummary, batch_size: int
+    ) -> None:
         self.rt = rt
         self.caller = caller
         self.summary = summary
+        self.batch_size = batch_size
         self.missing_programs: dict[int | None, str] = {}
         """Programs known not to exist: later lines naming them are rejected unsent."""
 
     async def send(self, lines: list[_Line]) -> None:
-        queue: list[_Line] = []
-        for line in lines:
-            known = self.missing_programs.get(line.command.program_id)
-            if known is not None:
-                self.summary.reject(line.number, known)
-            else:
-                queue.append(line)
+        queue = [line for line in lines if not self._known_bad(line)]
+        size = self.batch_size
         while queue:
+            chunk = queue[:size]
             try:
-                outcomes = await record(self.rt, self.caller, [line.command for line in queue])
+                outcomes = await record(self.rt, self.caller, [line.command for line in chunk])
             except DomainError as exc:
                 index = exc.details.get("index")
-                if not isinstance(index, int) or not 0 <= index < len(queue):
+                if not isinstance(index, int) or not 0 <= index < len(chunk):
                     # Not about one line (e.g. a write clash that outlasted its retries).
-                    for line in queue:
+                    for line in chunk:
                         self.summary.reject(line.number, _reason(exc))
-                    return
+                    del queue[: len(chunk)]
+                    continue
                 if exc.code == "return_in_same_batch" and index > 0:
-                    # The return needs its purchase committed first: send what precedes it.
-                    await self.send(queue[:index])
-                    queue = queue[index:]
+                    size = index  # commit the lines before it, its purchase among them
                     continue
                 failed = queue.pop(index)
                 self.summary.reject(failed.number, _reason(exc))
                 if exc.code == "program_not_found":
                     self.missing_programs[failed.command.program_id] = _reason(exc)
-                    kept = []
-                    for line in queue:
-                        if line.command.program_id == failed.command.program_id:
-                            self.summary.reject(line.number, _reason(exc))
-                        else:
-                            kept.append(line)
-                    queue = kept
+                    queue = [line for line in queue if not self._known_bad(line)]
+                size = index if index > 0 else max(1, size // 2)
                 continue
             for outcome in outcomes:
                 if outcome.replayed:
                     self.summary.duplicates += 1
                 else:
                     self.summary.accepted += 1
-            return
+            del queue[: len(chunk)]
+            size = min(self.batch_size, size * 2)
+
+    def _known_bad(self, line: _Line) -> bool:
+        reason = self.missing_programs.get(line.command.program_id)
+        if reason is not None:
+            self.summary.reject(line.number, reason)
+        return reason is not None
 
 
 def _reason(exc: DomainError) -> str:

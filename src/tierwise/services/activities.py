@@ -12,6 +12,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +41,7 @@ from tierwise.domain.figures import MemberFigures
 from tierwise.domain.ladder import Ladder, Level, ValidityType
 from tierwise.domain.lifecycle import enter, validity_of, with_validity
 from tierwise.domain.metrics import BuiltinMetric
+from tierwise.domain.money import minor_unit_exponent
 from tierwise.domain.program import Program
 from tierwise.domain.state import AssignmentMode, ChangeKind, ChangeSource, TierChange, TierState
 from tierwise.domain.windows import LIFETIME, Interval
@@ -49,6 +51,8 @@ from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings
 
 MAX_BATCH = 1000
+MAX_POINTS = 10**15
+"""Points one activity may earn: keeps every running total far inside 64 bits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,10 @@ class _Batch:
                     code="idempotency_key_reused",
                     index=index,
                 )
-            outcomes[index] = Outcome(result=earlier[1], replayed=True)
+            if key in stored:
+                outcomes[index] = Outcome(result=earlier[1], replayed=True)
+            # A repeat of a key first seen in this batch answers that first result, which
+            # exists only once the batch has run (see _process).
         return fresh
 
     async def _process(self, fresh: list[int], outcomes: list[Outcome | None]) -> None:
@@ -372,6 +379,14 @@ class _Batch:
                     index=index,
                 )
             earning = await self._earn(command, work, standings, ladders, effects)
+            if earning.points > MAX_POINTS:
+                raise InvalidInput(
+                    f"the purchase would earn {earning.points} points, more than the "
+                    f"{MAX_POINTS} one activity may carry; check the amount and earn rate",
+                    code="points_overflow",
+                    field="amount_minor",
+                    index=index,
+                )
             effects = purchase_points(effects, earning.points)
         if command.type is ActivityType.POINTS_REDEMPTION:
             balance = figures.totals.get(BuiltinMetric.POINTS_BALANCE, 0)
@@ -397,7 +412,6 @@ class _Batch:
                 )
                 if change is not None:
                     changes.append(change)
-                    break
             changes.extend(
                 await self._after_activity(
                     row,
@@ -531,19 +545,33 @@ class _Batch:
         before = await measuring.measure(
             self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
         )
-        after = _plus(before, spans, effects, command.occurred_at)
+        lazy = earn_for_purchase(
+            amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
+        )
+        # The purchase causes an upgrade if its spend, orders or its points at the old
+        # rate lift the member (points-based ladders count the points it earns).
+        after = _plus(before, spans, purchase_points(effects, lazy.points), command.occurred_at)
         decision = decide_upgrade(
             ladder, state, after, at=command.occurred_at, source=ChangeSource.ACTIVITY
         )
         if decision is None:
-            return earn_for_purchase(
-                amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
-            )
+            return lazy
         needed: int | None = None
+        old_rate = work.program.earn_rate * old
         if decision.level.attain is not None:
             for criterion in decision.level.attain.criteria:
-                if criterion.metric == BuiltinMetric.SPEND and criterion.is_upward():
-                    needed = criterion.required - before.get(criterion.key, 0)
+                if not criterion.is_upward():
+                    continue
+                gap = criterion.required - before.get(criterion.key, 0)
+                if criterion.metric == BuiltinMetric.SPEND:
+                    needed = gap
+                    break
+                if criterion.metric == BuiltinMetric.POINTS_EARNED and old_rate > 0:
+                    # The amount whose old-rate points close the gap, in minor units.
+                    scale = Decimal(10) ** minor_unit_exponent(currency)
+                    needed = int(
+                        (Decimal(max(gap, 0)) / old_rate * scale).to_integral_value(ROUND_CEILING)
+                    )
                     break
         return earn_for_purchase(
             amount,
@@ -581,6 +609,9 @@ class _Batch:
         """R9: move up at once; R18: note the attain overshoot as credit."""
         state = standings.get(work.member_id, row.id)
         measures = await self._measures(ladder, work, state, at)
+        # A back-dated upgrade never predates the standing's latest change, so the history
+        # keeps ending on the level the member holds (R13, R22).
+        at = max(at, state.achieved_at or at, state.cycle_start or at)
         decision = decide_upgrade(ladder, state, measures, at=at, source=ChangeSource.ACTIVITY)
         if decision is None:
             return None

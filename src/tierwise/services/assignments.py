@@ -166,18 +166,17 @@ async def unassign(
             raise NotFound("the member has no assignment on this ladder", code="no_assignment")
         target = await _qualified(conn, ladder, program, member, state, now)
         released = replace(state, assignment=None)
-        if target is not None and target.key == state.level_key:
-            new_state = released
-        else:
-            new_state = enter(
-                ladder,
-                released,
-                target,
-                now,
-                tz=program.tz,
-                enrolled_at=member.enrolled_at,
-                last_activity_at=member.last_activity_at,
-            )
+        # R21: re-evaluated at once; the level (even the same one) starts a new cycle now,
+        # so no check from before the assignment is left pending.
+        new_state = enter(
+            ladder,
+            released,
+            target,
+            now,
+            tz=program.tz,
+            enrolled_at=member.enrolled_at,
+            last_activity_at=member.last_activity_at,
+        )
         change = TierChange(
             from_level=state.level_key,
             to_level=new_state.level_key,

@@ -89,12 +89,17 @@ async def read_program(rt: Runtime, caller: Caller, program_id: int) -> Program:
 async def update_program(
     rt: Runtime, caller: Caller, program_id: int, changes: dict[str, Any]
 ) -> Program:
-    """Change a program. The time zone is fixed once activity was recorded, because daily
-    buckets are cut at the program's local midnight."""
+    """Change a program. The time zone and currency are fixed once activity was recorded:
+    daily buckets are cut at the program's local midnight, amounts are in its currency."""
     _check_spec(changes.get("time_zone"), changes.get("currency"))
     async with rt.transaction() as conn:
         program = await get_program(conn, caller, program_id)
-        if "time_zone" in changes and changes["time_zone"] != program.time_zone:
+        fixed = [
+            name
+            for name in ("time_zone", "currency")
+            if name in changes and changes[name] != getattr(program, name)
+        ]
+        if fixed:
             used = (
                 await conn.execute(
                     select(func.count())
@@ -104,9 +109,11 @@ async def update_program(
             ).scalar_one()
             if used:
                 raise Conflict(
-                    "the time zone cannot change once the program has activity",
+                    f"the {fixed[0].replace('_', ' ')} cannot change once the program has "
+                    "activity: daily sums are cut at its local midnight and amounts are stored "
+                    "in its currency",
                     code="program_has_activity",
-                    field="time_zone",
+                    field=fixed[0],
                 )
         if changes.get("is_default"):
             await repo.clear_default(conn, caller.tenant_id)

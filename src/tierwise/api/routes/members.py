@@ -19,8 +19,10 @@ from tierwise.api.schemas import (
     MemberOut,
     ProgressOut,
     StatusOut,
+    in_range,
 )
 from tierwise.db.repos.members import MemberRow
+from tierwise.domain.errors import InvalidInput
 from tierwise.domain.ladder import Level
 from tierwise.domain.progress import RuleProgress
 from tierwise.services import members as members_service
@@ -29,8 +31,10 @@ from tierwise.services.status import LadderStatus
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
-MemberId = Path(min_length=1, max_length=128, description="Your id for the member")
+NO_NUL = r"^[^\x00]*$"
+MemberId = Path(min_length=1, max_length=128, pattern=NO_NUL, description="Your id for the member")
 AsOf = Query(default=None, description="Evaluate as of this instant (ISO 8601 with offset)")
+LadderKey = Query(default=None, max_length=64, pattern=NO_NUL, description="Only this ladder")
 
 
 def member_out(member: MemberRow) -> MemberOut:
@@ -96,7 +100,9 @@ def forecast_out(item: LadderStatus) -> ForecastOut | None:
         return None
     keep = progress_out(item.current, item.maintain) if item.maintain else None
     return ForecastOut(
-        next_check_at=None if item.state.pinned else item.state.check_due_at,
+        next_check_at=None
+        if item.state.pinned
+        else (item.state.grace_until or item.state.check_due_at),
         grace_until=item.state.grace_until,
         projected_level=level_ref(item.projected, item.ladder.level_ids),
         remaining_to_keep=keep.criteria if keep else [],
@@ -151,11 +157,16 @@ async def member_status(
     caller: MembersRead,
     member_id: str = MemberId,
     program_id: int | None = Query(default=None, ge=1, le=2**62),
-    ladder: str | None = Query(default=None, max_length=64),
+    ladder: str | None = LadderKey,
     as_of: datetime | None = AsOf,
 ) -> StatusOut:
     status = await service.member_status(
-        rt, caller, member_id, program_id=program_id, as_of=_aware(as_of), ladder_key=ladder
+        rt,
+        caller,
+        member_id,
+        program_id=program_id,
+        as_of=_instant(as_of, "as_of"),
+        ladder_key=ladder,
     )
     return StatusOut(
         member_id=status.member.external_id,
@@ -171,11 +182,16 @@ async def member_history(
     caller: MembersRead,
     member_id: str = MemberId,
     program_id: int | None = Query(default=None, ge=1, le=2**62),
-    ladder: str | None = Query(default=None, max_length=64),
+    ladder: str | None = LadderKey,
     until: datetime | None = Query(default=None),
 ) -> HistoryOut:
     found = await service.member_history(
-        rt, caller, member_id, program_id=program_id, ladder_key=ladder, until=_aware(until)
+        rt,
+        caller,
+        member_id,
+        program_id=program_id,
+        ladder_key=ladder,
+        until=_instant(until, "until"),
     )
     return HistoryOut(
         member_id=found.member.external_id,
@@ -199,13 +215,17 @@ async def member_history(
     )
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    from tierwise.domain.errors import InvalidInput
-
-    if value is not None and value.tzinfo is None:
+def _instant(value: datetime | None, field: str) -> datetime | None:
+    """R27: an aware instant inside the range the API accepts, or None."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(
             "give instants with a time zone offset, e.g. 2025-01-01T00:00:00Z",
             code="naive_datetime",
-            field="as_of",
+            field=field,
         )
-    return value
+    try:
+        return in_range(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), code="instant_out_of_range", field=field) from exc
