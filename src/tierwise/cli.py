@@ -23,11 +23,15 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenant options.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk import.", no_args_is_help=True)
 members_app = typer.Typer(help="Members: manual assignments.", no_args_is_help=True)
+ladders_app = typer.Typer(help="Ladder versions: impact preview.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs (go-live re-evaluation).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(import_app, name="import")
 app.add_typer(members_app, name="members")
+app.add_typer(ladders_app, name="ladders")
+app.add_typer(jobs_app, name="jobs")
 
 console = Console()
 err = Console(stderr=True)
@@ -324,6 +328,101 @@ def members_unassign(
 
     state = run(settings_for(database_url), work)
     console.print(f"{member} now holds {getattr(state, 'level_key', None) or 'no level'}")
+
+
+@ladders_app.command("preview")
+def ladders_preview(
+    tenant: Annotated[str, typer.Option()],
+    program: Annotated[int, typer.Option(help="Program id")],
+    ladder: Annotated[str, typer.Option(help="Ladder key")],
+    version: Annotated[int, typer.Option(help="Version number (e.g. the open draft)")],
+    sample: Annotated[int, typer.Option(min=0, max=500)] = 10,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """What a version would do to today's members, changing nothing (R25)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from tierwise.services.golive import Preview, preview
+    from tierwise.services.tenants import operator
+
+    async def work(rt: Runtime) -> object:
+        caller = await operator(rt, tenant)
+        with Progress(
+            TextColumn("previewing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar:
+            task = bar.add_task("preview", total=None)
+            return await preview(
+                rt,
+                caller,
+                program,
+                ladder,
+                version,
+                sample_size=sample,
+                progress=lambda n: bar.advance(task, n),
+            )
+
+    found = run(settings_for(database_url), work)
+    assert isinstance(found, Preview)
+    console.print(
+        f"version {found.version} of {escape(found.ladder)} over {found.members} members: "
+        f"{found.up} up, {found.down} down, {found.stay} stay"
+    )
+    table = Table("level", "members under this version")
+    for level, count in found.per_level.items():
+        table.add_row(escape(level or "(none)"), str(count))
+    console.print(table)
+    for pair, count in found.moves.items():
+        console.print(f"  {escape(pair)}: {count}")
+    for entry in found.sample:
+        console.print(f"  e.g. {escape(str(entry['member_id']))}: {entry['from']} -> {entry['to']}")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    job: Annotated[str | None, typer.Argument(help="Job id; default: every unfinished job")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Run or resume go-live re-evaluation jobs, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    from tierwise.db.repos import versions as versions_repo
+    from tierwise.services.golive import run_job
+
+    async def work(rt: Runtime) -> object:
+        async with rt.transaction() as conn:
+            pending = [j.uuid for j in await versions_repo.unfinished_jobs(conn)]
+        todo = [job] if job else pending
+        finished = []
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as bar:
+            for uuid in todo:
+                task = bar.add_task(f"job {uuid[:8]}", total=None)
+
+                def show(done: int, total: int, task: TaskID = task) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                finished.append(await run_job(rt, uuid, progress=show))
+        return finished
+
+    finished = run(settings_for(database_url), work)
+    assert isinstance(finished, list)
+    if not finished:
+        console.print("no unfinished jobs")
+    for item in finished:
+        console.print(
+            f"job {item.uuid}: {item.state}, {item.done}/{item.total} members, "
+            f"changes {item.changes or 'none'}"
+        )
 
 
 def _redact(url: str) -> str:
