@@ -4,20 +4,69 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from tierwise.domain.activity import ActivityType
 from tierwise.domain.ladder import Benefit, Ladder
 from tierwise.domain.metrics import is_counter_name
 from tierwise.domain.windows import Window
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+"""Instants the API accepts: ``EARLIEST <= t < LATEST``. Calendar arithmetic (windows of
+up to ten years back, validity of up to twenty years ahead) must stay inside ``datetime``."""
+
+
+def in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"instants must lie between {EARLIEST.year} and {LATEST.year - 1} (UTC)")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(in_range)]
+"""An aware instant inside the supported range (R27)."""
+
+
+def field_error(model: str, field: str, message: str, value: Any = None) -> ValidationError:
+    """A validation error located at ``field`` (raised from a model validator, so that
+    the error names the field rather than the whole body)."""
+    return ValidationError.from_exception_data(
+        model,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", message),
+                loc=(field,),
+                input=value,
+            )
+        ],
+    )
+
 
 class Strict(BaseModel):
+    """Request bodies: unknown fields are refused, and so are NUL characters in strings
+    (PostgreSQL cannot store them, and no identifier or name needs one)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        return value
 
 
 # -- programs --------------------------------------------------------------------------
@@ -81,8 +130,10 @@ class ActivityIn(Strict):
     type: ActivityType
     member_id: str = Field(min_length=1, max_length=128, description="Your id for the member")
     idempotency_key: str = Field(min_length=1, max_length=200)
-    occurred_at: AwareDatetime
-    program_id: int | None = Field(default=None, description="Default program when omitted")
+    occurred_at: Instant
+    program_id: int | None = Field(
+        default=None, ge=1, le=2**62, description="Default program when omitted"
+    )
     amount_minor: int | None = Field(default=None, ge=0, le=10**15)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     points: int | None = Field(default=None, gt=0, le=10**12)
@@ -109,6 +160,10 @@ class ActivityIn(Strict):
             ActivityType.VISIT: ("quantity",),
             ActivityType.RETURN: ("reverses", "reverses_key", "amount_minor"),
         }
+
+        def error(name: str, message: str) -> ValidationError:
+            return field_error("ActivityIn", name, message, getattr(self, name))
+
         for name in (
             "amount_minor",
             "currency",
@@ -120,18 +175,20 @@ class ActivityIn(Strict):
         ):
             value = getattr(self, name)
             if name in needs.get(self.type, ()) and value is None:
-                raise ValueError(f"a {self.type.value} needs {name!r}")
+                raise error(name, f"a {self.type.value} needs {name!r}")
             if value is not None and name not in allowed[self.type]:
-                raise ValueError(f"a {self.type.value} does not take {name!r}")
+                raise error(name, f"a {self.type.value} does not take {name!r}")
         if self.type is ActivityType.PURCHASE and not self.amount_minor:
-            raise ValueError("a purchase needs a positive amount_minor")
+            raise error("amount_minor", "a purchase needs a positive amount_minor")
         if self.type is ActivityType.RETURN:
             if (self.reverses is None) == (self.reverses_key is None):
-                raise ValueError("a return needs exactly one of 'reverses' or 'reverses_key'")
+                raise error(
+                    "reverses", "a return needs exactly one of 'reverses' or 'reverses_key'"
+                )
             if self.amount_minor == 0:
-                raise ValueError("a partial return needs a positive amount_minor")
+                raise error("amount_minor", "a partial return needs a positive amount_minor")
         if self.counter is not None and not is_counter_name(self.counter):
-            raise ValueError("counter names are lower-case letters, digits, '_', '.', '-'")
+            raise error("counter", "counter names are lower-case letters, digits, '_', '.', '-'")
         return self
 
     def request_hash(self) -> str:
@@ -184,7 +241,7 @@ class BatchOut(BaseModel):
 
 
 class MemberIn(Strict):
-    enrolled_at: AwareDatetime
+    enrolled_at: Instant
 
 
 class MemberOut(BaseModel):
@@ -264,6 +321,11 @@ class LadderStatusOut(BaseModel):
     achieved_at: datetime | None
     expires_at: datetime | None
     check_due_at: datetime | None
+    cycle_end: datetime | None = Field(
+        default=None,
+        description="End of the current validity cycle; for a permanent floor level, the "
+        "anniversary its validity gives (E4)",
+    )
     assignment: AssignmentOut | None
     progress: ProgressOut | None
     forecast: ForecastOut | None = Field(

@@ -19,11 +19,9 @@ from tierwise.db.tables import Level as LevelTable
 from tierwise.db.tables import Member, MemberTier
 from tierwise.domain.criteria import MeasureKey, Rule
 from tierwise.domain.ladder import Ladder, Level
-from tierwise.domain.lifecycle import validity_of
 from tierwise.domain.metrics import BuiltinMetric
 from tierwise.domain.money import minor_unit_exponent
 from tierwise.domain.program import Program
-from tierwise.domain.validity import expiry_of
 from tierwise.domain.windows import Window, WindowType
 from tierwise.services.programs import get_program
 from tierwise.services.runtime import Caller, Runtime
@@ -179,19 +177,7 @@ def cycle_end(view: MemberView) -> datetime | None:
     item = view.standing
     if item is None or item.current is None:
         return None
-    if item.state.expires_at is not None:
-        return item.state.expires_at
-    start = item.state.cycle_start or item.state.achieved_at
-    if start is None:
-        return None
-    member = view.status.member
-    return expiry_of(
-        validity_of(item.definition, item.current),
-        tier_start=start,
-        enrolled_at=member.enrolled_at,
-        tz=view.status.program.tz,
-        last_activity_at=member.last_activity_at,
-    )
+    return item.cycle_end
 
 
 # -- display helpers ----------------------------------------------------------------------

@@ -18,9 +18,10 @@ from tierwise.db.tables import Member
 from tierwise.domain.checks import Context, project, with_credit
 from tierwise.domain.checks import keep_rule as keep_rule_of
 from tierwise.domain.criteria import MeasureKey
+from tierwise.domain.cycles import current_cycle_end
 from tierwise.domain.errors import NotFound
 from tierwise.domain.ladder import Ladder, Level
-from tierwise.domain.lifecycle import with_validity
+from tierwise.domain.lifecycle import validity_of, with_validity
 from tierwise.domain.program import Program
 from tierwise.domain.progress import RuleProgress, progress_toward, rule_progress
 from tierwise.domain.state import ChangeKind, TierState
@@ -43,6 +44,9 @@ class LadderStatus:
     measures: dict[MeasureKey, int]
     projected: Level | None
     """R19: the level the member would hold if the check ran on today's figures."""
+    cycle_end: datetime | None = None
+    """End of the current validity cycle: the expiry, or for a permanent (floor) level the
+    end of the cycle its validity would give, rolled forward to ``as_of`` (E4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +256,35 @@ async def member_status(
                     else None,
                     measures=measures,
                     projected=project(ladder, state, measures, ctx, at),
+                    cycle_end=_cycle_end(ladder, current, state, member, program, at),
                 )
             )
     return MemberStatus(member=member, program=program, as_of=at, ladders=tuple(result))
+
+
+def _cycle_end(
+    ladder: Ladder,
+    level: Level | None,
+    state: TierState,
+    member: MemberRow,
+    program: Program,
+    at: datetime,
+) -> datetime | None:
+    if level is None:
+        return None
+    if state.expires_at is not None:
+        return state.expires_at
+    start = state.cycle_start or state.achieved_at
+    if start is None:
+        return None
+    return current_cycle_end(
+        validity_of(ladder, level),
+        start=start,
+        as_of=at,
+        tz=program.tz,
+        enrolled_at=member.enrolled_at,
+        last_activity_at=member.last_activity_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)

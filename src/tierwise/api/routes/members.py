@@ -122,6 +122,7 @@ def ladder_status_out(item: LadderStatus) -> LadderStatusOut:
         achieved_at=item.state.achieved_at,
         expires_at=item.state.expires_at,
         check_due_at=item.state.check_due_at,
+        cycle_end=item.cycle_end,
         assignment=None
         if assignment is None
         else AssignmentOut(
