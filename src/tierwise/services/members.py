@@ -63,3 +63,10 @@ async def enrol(
         await standings.flush()
         await conn.commit()
     return member, True
+
+
+async def read(rt: Runtime, caller: Caller, external_id: str) -> MemberRow:
+    from tierwise.services.status import find_member
+
+    async with rt.transaction() as conn:
+        return await find_member(conn, caller, external_id)

@@ -152,6 +152,12 @@ async def enrol_member(
     return member_out(member)
 
 
+@router.get("/{member_id}", response_model=MemberOut)
+async def read_member(rt: RuntimeDep, caller: MembersRead, member_id: str = MemberId) -> MemberOut:
+    """The member's ids (integer id for Capillary, UUID for Omneo and Scrip) and dates."""
+    return member_out(await members_service.read(rt, caller, member_id))
+
+
 @router.get("/{member_id}/status", response_model=StatusOut)
 async def member_status(
     rt: RuntimeDep,
