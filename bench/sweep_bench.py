@@ -2,18 +2,30 @@
 
     .venv/bin/python -m bench.sweep_bench --members 1000000
 
-Seeds with set-based SQL (members, standings, daily buckets), then times
-``tierwise.services.sweep.sweep`` and, as the bare reference in the same run, one
-set-based SQL aggregate over the same buckets (what any sweep must at least read).
+Seeds with set-based SQL (members, standings, daily buckets), then times the sweep and,
+as the bare reference in the same run, one set-based SQL aggregate over the same buckets
+(what any sweep must at least read).
+
+``--workers N`` runs the sweep as ``tierwise sweep --workers N`` does: N processes, each
+claiming its own batches (``FOR UPDATE SKIP LOCKED``). ``--spread DAYS`` spreads the
+members' tier starts (and so their due instants) over that many days instead of giving
+everyone the same instant, so that nothing computed for one member serves the next.
+Besides the wall time the run reports CPU seconds: the sweep processes' own and the
+PostgreSQL server's (this database's backends plus the WAL writer, checkpointer and
+background writer), which tell where the time goes even on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from sqlalchemy import text
@@ -22,7 +34,7 @@ from tierwise.db.migrate import upgrade
 from tierwise.domain.ladder import Ladder
 from tierwise.services.programs import ProgramSpec, create_ladder, create_program
 from tierwise.services.runtime import Runtime
-from tierwise.services.sweep import sweep
+from tierwise.services.sweep import SweepSummary, sweep
 from tierwise.services.tenants import create_key, operator
 from tierwise.settings import Settings
 
@@ -68,7 +80,9 @@ LADDER = {
 }
 
 
-async def seed(url: str, members: int) -> tuple[int, int]:
+async def seed(url: str, members: int, spread_days: int = 0) -> tuple[int, int]:
+    """``members`` members, each holding Silver or Gold since 366 days (minus up to
+    ``spread_days - 1`` days) before ``AS_OF``, so that every check is due by ``AS_OF``."""
     rt = Runtime(Settings(database_url=url))
     try:
         await create_key(rt, tenant="bench", scopes=["all"])
@@ -81,15 +95,17 @@ async def seed(url: str, members: int) -> tuple[int, int]:
                 "p": program.id,
                 "l": row.id,
                 "n": members,
-                "due": AS_OF - timedelta(days=1),
+                "spread": max(1, spread_days),
                 "start": AS_OF - timedelta(days=366),
-                "exp": AS_OF - timedelta(days=1, seconds=1),
             }
+            # Member g started on start - (g % spread) days; with fixed_months(12) its
+            # level expires a year later minus one second and its check is due then.
+            shift = "(CAST(:start AS timestamptz) - ((g % :spread) * interval '1 day'))"
             await conn.execute(
                 text(
                     "INSERT INTO members (uuid, tenant_id, external_id, enrolled_at, "
-                    "last_activity_at, created_at, updated_at) SELECT gen_random_uuid()::text, :t, "
-                    "'m' || g, CAST(:start AS timestamptz), CAST(:start AS timestamptz) + interval '30 days', CAST(:start AS timestamptz), CAST(:start AS timestamptz) "
+                    "last_activity_at, created_at, updated_at) SELECT gen_random_uuid()::text, "
+                    f":t, 'm' || g, {shift}, {shift} + interval '30 days', {shift}, {shift} "
                     "FROM generate_series(1, :n) g"
                 ),
                 params,
@@ -100,7 +116,10 @@ async def seed(url: str, members: int) -> tuple[int, int]:
                     "previous_level_key, achieved_at, cycle_start, expires_at, check_due_at, "
                     "due_at, grace_until, credit, assignment, created_at, updated_at) "
                     "SELECT :t, id, :l, CASE WHEN id % 2 = 0 THEN 'gold' ELSE 'silver' END, "
-                    "'bronze', CAST(:start AS timestamptz), CAST(:start AS timestamptz), CAST(:exp AS timestamptz), CAST(:due AS timestamptz), CAST(:due AS timestamptz), NULL, 0, NULL, CAST(:start AS timestamptz), CAST(:start AS timestamptz) "
+                    "'bronze', enrolled_at, enrolled_at, "
+                    "enrolled_at + interval '12 months' - interval '1 second', "
+                    "enrolled_at + interval '12 months', enrolled_at + interval '12 months', "
+                    "NULL, 0, NULL, enrolled_at, enrolled_at "
                     "FROM members WHERE tenant_id = :t"
                 ),
                 params,
@@ -109,7 +128,7 @@ async def seed(url: str, members: int) -> tuple[int, int]:
             await conn.execute(
                 text(
                     "INSERT INTO metric_days (member_id, program_id, metric, day, value) "
-                    "SELECT id, :p, 'points_earned', (CAST(:start AS timestamptz) + interval '30 days')::date, "
+                    "SELECT id, :p, 'points_earned', last_activity_at::date, "
                     "CASE WHEN id % 3 = 0 THEN 1200 ELSE 300 END FROM members WHERE tenant_id = :t"
                 ),
                 params,
@@ -123,37 +142,161 @@ async def seed(url: str, members: int) -> tuple[int, int]:
                 params,
             )
         async with rt.engine.connect() as conn:
-            await conn.execute(text("ANALYZE"))
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE"))
         return caller.tenant_id, program.id
     finally:
         await rt.close()
 
 
-def _time_statements(rt: Runtime) -> dict[str, tuple[int, float]]:
-    """Total time per statement kind, from SQLAlchemy's cursor events."""
+# -- measuring ----------------------------------------------------------------------------
+
+_AUXILIARY = ("walwriter", "checkpointer", "background writer")
+
+
+def _postgres_processes(database: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL process serving ``database`` (backends,
+    autovacuum workers) and by the server's WAL writer, checkpointer and background
+    writer. Needs the server on this machine (``/proc``); empty when it is not."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read().decode(errors="replace")
+            if not command.startswith("postgres"):
+                continue
+            if database not in command and not any(a in command for a in _AUXILIARY):
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            found[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            continue
+    return found
+
+
+class PostgresCpu:
+    """CPU seconds PostgreSQL spends for one database while it runs: sampled every 0.2 s,
+    since a backend's count leaves ``/proc`` with it when its connection closes."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.first = _postgres_processes(database)
+        self.last = dict(self.first)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.last.update(_postgres_processes(self.database))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.last.update(_postgres_processes(self.database))
+        return sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
+
+
+def _backend_cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _time_statements(rt: Runtime) -> dict[str, list[float]]:
+    """Per statement: count, wall seconds and the CPU seconds of the PostgreSQL backend
+    that ran it, from SQLAlchemy's cursor events and, for the work done on the asyncpg
+    connection directly, from wrappers around its methods."""
     from sqlalchemy import event
 
-    totals: dict[str, tuple[int, float]] = {}
+    totals: dict[str, list[float]] = {}
+
+    def add(statement: str, seconds: float, cpu: float) -> None:
+        key = " ".join(statement.split())[:80]
+        entry = totals.setdefault(key, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2] += cpu
 
     @event.listens_for(rt.engine.sync_engine, "before_cursor_execute")
     def _before(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        conn.info["t0"] = time.perf_counter()
+        pid = conn.connection.driver_connection.get_server_pid()
+        conn.info["t0"] = (time.perf_counter(), pid, _backend_cpu(pid))
 
     @event.listens_for(rt.engine.sync_engine, "after_cursor_execute")
     def _after(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
-        key = " ".join(statement.split())[:90]
-        count, seconds = totals.get(key, (0, 0.0))
-        totals[key] = (count + 1, seconds + time.perf_counter() - conn.info["t0"])
+        started, pid, cpu = conn.info["t0"]
+        add(statement, time.perf_counter() - started, _backend_cpu(pid) - cpu)
 
+    def wrap(name: str, label: Any) -> None:
+        original = getattr(asyncpg.Connection, name)
+
+        async def timed(self, first, *args, **kwargs):  # type: ignore[no-untyped-def]
+            pid = self.get_server_pid()
+            started, cpu = time.perf_counter(), _backend_cpu(pid)
+            try:
+                return await original(self, first, *args, **kwargs)
+            finally:
+                add(label(first), time.perf_counter() - started, _backend_cpu(pid) - cpu)
+
+        setattr(asyncpg.Connection, name, timed)
+
+    wrap("fetch", lambda sql: f"[driver] {sql}")
+    wrap("execute", lambda sql: f"[driver] {sql}")
+    wrap("copy_records_to_table", lambda table: f"[driver] COPY {table}")
     return totals
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+async def _sweep_here(
+    url: str, workers: int, batch_size: int, sql_timing: bool, profile: bool
+) -> tuple[list[SweepSummary], dict[str, list[float]] | None]:
+    rt = Runtime(Settings(database_url=url, db_pool_size=max(2, workers)))
+    timings = _time_statements(rt) if sql_timing else None
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        summaries = await asyncio.gather(
+            *[sweep(rt, as_of=AS_OF, batch_size=batch_size) for _ in range(workers)]
+        )
+    finally:
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        await rt.close()
+    return list(summaries), timings
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="sweep processes (tierwise sweep --workers)"
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the workers as coroutines of this process instead",
+    )
+    parser.add_argument("--spread", type=int, default=0, help="spread due instants over DAYS")
     parser.add_argument("--sql-timing", action="store_true", help="time each SQL statement")
+    parser.add_argument("--profile", action="store_true", help="cProfile the sweep")
     args = parser.parse_args()
     name = f"tierwise_sweep_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN)
@@ -162,7 +305,7 @@ async def main() -> None:
     try:
         await asyncio.to_thread(upgrade, Settings(database_url=url))
         started = time.perf_counter()
-        _, program_id = await seed(url, args.members)
+        _, program_id = await seed(url, args.members, args.spread)
         print(f"seeded {args.members:,} due members in {time.perf_counter() - started:.1f} s")
         conn = await asyncpg.connect(f"postgresql://127.0.0.1:5432/{name}")
         started = time.perf_counter()
@@ -175,26 +318,54 @@ async def main() -> None:
         )
         bare = time.perf_counter() - started
         await conn.close()
-        rt = Runtime(Settings(database_url=url, db_pool_size=max(2, args.workers)))
-        timings = _time_statements(rt) if args.sql_timing else None
+        in_process = args.in_process or args.workers == 1 or args.sql_timing or args.profile
+        timings = None
+        pg_cpu = PostgresCpu(name)
+        cpu_before = time.process_time()
         started = time.perf_counter()
-        summaries = await asyncio.gather(
-            *[sweep(rt, as_of=AS_OF, batch_size=args.batch_size) for _ in range(args.workers)]
-        )
+        if in_process:
+            summaries, timings = await _sweep_here(
+                url, args.workers, args.batch_size, args.sql_timing, args.profile
+            )
+            summary = _merge(summaries)
+            sweep_cpu = time.process_time() - cpu_before
+        else:
+            from tierwise.services.sweep import sweep_in_processes
+
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            summary = await asyncio.to_thread(
+                sweep_in_processes,
+                Settings(database_url=url),
+                as_of=AS_OF,
+                batch_size=args.batch_size,
+                workers=args.workers,
+            )
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            sweep_cpu = (
+                after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+            ) + (time.process_time() - cpu_before)
         took = time.perf_counter() - started
+        pg = pg_cpu.stop()
+        rt = Runtime(Settings(database_url=url))
         again = await sweep(rt, as_of=AS_OF)
         await rt.close()
         if timings is not None:
-            for statement, (count, seconds) in sorted(timings.items(), key=lambda x: -x[1][1])[:8]:
-                print(f"  {seconds:6.2f} s  {count:6d}x  {statement}")
-        handled = sum(s.standings for s in summaries)
-        changes: dict[str, int] = {}
-        for s in summaries:
-            for k, v in s.changes.items():
-                changes[k] = changes.get(k, 0) + v
+            print("  wall s  server CPU s   count  statement")
+            for statement, (count, seconds, cpu) in sorted(timings.items(), key=lambda x: -x[1][1])[
+                :10
+            ]:
+                print(f"  {seconds:6.2f}  {cpu:12.2f}  {count:6.0f}  {statement}")
+        handled = summary.standings
+        mode = "coroutines" if in_process else "processes"
         print(
-            f"sweep: {handled:,} standings in {took:.1f} s = {handled / took:,.0f}/s; "
-            f"changes {changes}; second sweep handled {again.standings}"
+            f"sweep ({args.workers} {mode}, batches of {args.batch_size}): {handled:,} standings "
+            f"in {took:.1f} s = {handled / took:,.0f}/s; changes {summary.changes}; "
+            f"second sweep handled {again.standings}"
+        )
+        print(
+            f"CPU: sweep {sweep_cpu:.1f} s ({sweep_cpu / handled * 1e6:.0f} us/standing), "
+            f"PostgreSQL {pg:.1f} s ({pg / handled * 1e6:.0f} us/standing); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         print(
             f"bare set-based aggregate of the same figures: {bare:.2f} s; "
@@ -208,6 +379,17 @@ async def main() -> None:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def _merge(summaries: list[SweepSummary]) -> SweepSummary:
+    merged = SweepSummary(as_of=AS_OF)
+    for s in summaries:
+        merged.standings += s.standings
+        merged.events += s.events
+        merged.batches += s.batches
+        for kind, count in s.changes.items():
+            merged.changes[kind] = merged.changes.get(kind, 0) + count
+    return merged
 
 
 if __name__ == "__main__":

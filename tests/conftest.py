@@ -54,8 +54,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    settings = Settings(database_url=database_url, auth_cache_seconds=0,
-                        sweep_interval_seconds=0, max_body_bytes=256 * 1024)
+    settings = Settings(
+        database_url=database_url,
+        auth_cache_seconds=0,
+        sweep_interval_seconds=0,
+        max_body_bytes=256 * 1024,
+    )
     upgrade(settings)
     return settings
 
@@ -75,24 +79,29 @@ class Api:
         self.headers = {"Authorization": f"Bearer {key.secret}"}
 
     def get(self, path: str, **kwargs: Any) -> Any:
-        return self.client.get(path, headers={**self.headers, **kwargs.pop("headers", {})},
-                               **kwargs)
+        return self.client.get(
+            path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs
+        )
 
     def post(self, path: str, **kwargs: Any) -> Any:
-        return self.client.post(path, headers={**self.headers, **kwargs.pop("headers", {})},
-                                **kwargs)
+        return self.client.post(
+            path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs
+        )
 
     def put(self, path: str, **kwargs: Any) -> Any:
-        return self.client.put(path, headers={**self.headers, **kwargs.pop("headers", {})},
-                               **kwargs)
+        return self.client.put(
+            path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs
+        )
 
     def patch(self, path: str, **kwargs: Any) -> Any:
-        return self.client.patch(path, headers={**self.headers, **kwargs.pop("headers", {})},
-                                 **kwargs)
+        return self.client.patch(
+            path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs
+        )
 
     def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.client.delete(path, headers={**self.headers, **kwargs.pop("headers", {})},
-                                  **kwargs)
+        return self.client.delete(
+            path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs
+        )
 
     def runtime(self) -> Runtime:
         rt: Runtime = self.client.app.state.runtime  # type: ignore[attr-defined]

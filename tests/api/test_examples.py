@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.helpers import activity, criterion, level, ladder, only_ladder, program, silver_gold
+from tests.api.helpers import activity, criterion, ladder, level, only_ladder, program, silver_gold
 from tests.conftest import Api
 
 
@@ -49,10 +49,18 @@ def test_e3_member_below_every_threshold_without_floor_has_no_level(api: Api) ->
 def test_e6_all_rule_needs_every_criterion(api: Api) -> None:
     """E6, R7: gold needs spend >= 2000 AND nights >= 10; every criterion has its gap."""
     p = program(api)
-    ladder(api, p["id"], {"key": "status", "name": "Status", "levels": [
-        level("silver", 1, criterion("spend", 1000)),
-        level("gold", 2, criterion("spend", 2000), criterion("counter:nights", 10)),
-    ]})
+    ladder(
+        api,
+        p["id"],
+        {
+            "key": "status",
+            "name": "Status",
+            "levels": [
+                level("silver", 1, criterion("spend", 1000)),
+                level("gold", 2, criterion("spend", 2000), criterion("counter:nights", 10)),
+            ],
+        },
+    )
     activity(api, "m6", "purchase", amount_minor=2500)
     activity(api, "m6", "counter", counter="nights", quantity=8)
     view = only_ladder(api, "m6")
