@@ -44,6 +44,7 @@ async def run_job(
     """Run (or resume) a go-live job to the end; returns its final row."""
     while True:
         async with rt.transaction() as conn:
+            # Runners of one job take turns: each batch holds the job row (PostgreSQL).
             job = await repo.job(conn, uuid=job_uuid, lock=True)
             if job is None:
                 raise NotFound(f"no job {job_uuid}", code="job_not_found")

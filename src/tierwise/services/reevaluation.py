@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tierwise.db.repos import activities as ledger
 from tierwise.db.repos.members import MemberRow
 from tierwise.db.tables import Member
+from tierwise.domain.checks import downgrade_target, keeps
+from tierwise.domain.criteria import Measures
 from tierwise.domain.evaluation import qualified_level, rank_of
 from tierwise.domain.ladder import Ladder, Level
 from tierwise.domain.program import Program
@@ -70,11 +72,14 @@ def verdict(
     ladder: Ladder,
     old: Ladder | None,
     qualified: Level | None,
+    measures: Measures,
     *,
     downgrades_now: bool,
 ) -> Verdict:
     """R25: upgrades at once; moves down at the next check unless asked to apply now. A
-    member whose level the new definition removed moves to the level they qualify for."""
+    move down is the one the member's check would make under this definition (keep rule,
+    renewal mode, ``downgradable``, downgrade policy, floor and floor assignments, R16-R17).
+    A member whose level the new definition removed moves to the level they qualify for."""
     current = state.level_key
     target_key = qualified.key if qualified else None
     if state.pinned:
@@ -90,40 +95,16 @@ def verdict(
         return Verdict(member, current, target_key, target_key, kind, True)
     if rank_of(ladder, target_key) > rank_of(ladder, current):
         return Verdict(member, current, target_key, target_key, ChangeKind.UPGRADED, True)
-    if rank_of(ladder, target_key) < rank_of(ladder, current):
-        level = ladder.level(current or "")
-        assert level is not None
-        floor_target = _respect_floors(ladder, level, state, qualified)
-        if floor_target is not None and floor_target.key == current:
-            return Verdict(member, current, target_key, current, None, False)
-        kind = ChangeKind.DOWNGRADED if floor_target else ChangeKind.LOST
-        return Verdict(
-            member,
-            current,
-            target_key,
-            floor_target.key if floor_target else None,
-            kind,
-            downgrades_now,
-        )
-    return Verdict(member, current, target_key, current, None, False)
-
-
-def _respect_floors(
-    ladder: Ladder, current: Level, state: TierState, qualified: Level | None
-) -> Level | None:
-    """The qualified level, raised to the floor or a floor assignment (R17, R20)."""
-    target = qualified
-    floor = ladder.floor
-    if floor is not None and rank_of(ladder, target.key if target else None) < floor.rank:
-        target = floor
-    assignment = state.assignment
-    if assignment is not None and assignment.mode.value == "floor":
-        assigned = ladder.level(assignment.level_key)
-        if assigned is not None and rank_of(ladder, target.key if target else None) < (
-            assigned.rank
-        ):
-            target = assigned
-    return target
+    level = ladder.level(current) if current is not None else None
+    if level is None or keeps(ladder, level, state, measures):
+        return Verdict(member, current, target_key, current, None, False)
+    target = downgrade_target(ladder, level, state, measures)
+    if target is not None and rank_of(ladder, target.key) >= level.rank:
+        return Verdict(member, current, target_key, current, None, False)
+    kind = ChangeKind.DOWNGRADED if target is not None else ChangeKind.LOST
+    return Verdict(
+        member, current, target_key, target.key if target else None, kind, downgrades_now
+    )
 
 
 async def evaluate(
@@ -171,6 +152,6 @@ async def evaluate(
         )
         qualified = qualified_level(ladder, measures)
         verdicts.append(
-            verdict(member, state, ladder, old, qualified, downgrades_now=downgrades_now)
+            verdict(member, state, ladder, old, qualified, measures, downgrades_now=downgrades_now)
         )
     return verdicts

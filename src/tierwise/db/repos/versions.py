@@ -188,7 +188,7 @@ async def job(
     if tenant_id is not None:
         query = query.where(Job.tenant_id == tenant_id)
     if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update()
     row = (await conn.execute(query)).first()
     return None if row is None else _job(row)
 
