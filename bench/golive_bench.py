@@ -1,0 +1,99 @@
+"""Impact preview and go-live benchmark (issue 4), on PostgreSQL.
+
+    .venv/bin/python -m bench.golive_bench --members 100000
+
+Seeds N members with standings and daily buckets (the sweep benchmark's seeding), opens a
+draft of the ladder that raises every threshold, and times (1) the impact preview over
+all members and (2) the go-live re-evaluation job after approval with
+``apply_downgrades_now`` (every member evaluated, movers written). As the bare reference
+in the same run: one set-based SQL aggregate of the same figures. Prints figures, the
+ratios and a projection for 1,000,000 members against the targets (30 s and 90 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+import asyncpg
+
+from bench.sweep_bench import ADMIN, LADDER, seed
+from tierwise.db.migrate import upgrade
+from tierwise.domain.ladder import Ladder
+from tierwise.services import versions
+from tierwise.services.golive import preview, run_job
+from tierwise.services.runtime import Runtime
+from tierwise.services.tenants import operator
+from tierwise.settings import Settings
+
+
+def _raised() -> Ladder:
+    body = {**LADDER, "levels": [dict(level) for level in LADDER["levels"]]}  # type: ignore[index]
+    for level in body["levels"]:
+        for criterion in level.get("attain", {}).get("criteria", []):
+            criterion["threshold"] = int(criterion["threshold"] * 1.5)
+    return Ladder.model_validate(body)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", type=int, default=100_000)
+    args = parser.parse_args()
+    name = f"tierwise_golive_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://127.0.0.1:5432/{name}"
+    try:
+        await asyncio.to_thread(upgrade, Settings(database_url=url))
+        _, program_id = await seed(url, args.members)
+        conn = await asyncpg.connect(f"postgresql://127.0.0.1:5432/{name}")
+        started = time.perf_counter()
+        await conn.fetch(
+            "SELECT member_id, metric, sum(value) FROM metric_days WHERE program_id = $1 "
+            "GROUP BY member_id, metric",
+            program_id,
+        )
+        bare = time.perf_counter() - started
+        await conn.close()
+        rt = Runtime(Settings(database_url=url, sweep_interval_seconds=0))
+        caller = await operator(rt, "bench")
+        draft = await versions.create_draft(rt, caller, program_id, _raised())
+        started = time.perf_counter()
+        found = await preview(rt, caller, program_id, "status", draft.number)
+        took_preview = time.perf_counter() - started
+        await versions.submit(rt, caller, program_id, "status", draft.number)
+        published = await versions.approve(
+            rt, caller, program_id, "status", draft.number, apply_downgrades_now=True
+        )
+        assert published.job_uuid is not None
+        started = time.perf_counter()
+        job = await run_job(rt, published.job_uuid)
+        took_job = time.perf_counter() - started
+        await rt.close()
+        n = args.members
+        print(f"members: {n:,}; bare set-based aggregate of their figures: {bare:.2f} s")
+        print(
+            f"impact preview: {took_preview:.1f} s = {n / took_preview:,.0f} members/s "
+            f"(up {found.up}, down {found.down}, stay {found.stay}); "
+            f"ratio preview/bare {took_preview / bare:.0f}"
+        )
+        print(
+            f"go-live job: {took_job:.1f} s = {n / took_job:,.0f} members/s "
+            f"(changes {job.changes}); ratio job/bare {took_job / bare:.0f}"
+        )
+        for label, took, target in (("preview", took_preview, 30), ("go-live", took_job, 90)):
+            projected = took / n * 1_000_000
+            verdict = "PASS" if projected <= target else "MISS"
+            print(
+                f"projected {label} for 1,000,000 members: {projected:.0f} s "
+                f"(target <= {target} s): {verdict}"
+            )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
