@@ -106,6 +106,19 @@ class ErrorRouter:
         return render_native(request, status, code, message, details or {})
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _whole_body(error: Any) -> bool:
+    """An error about the body as a whole (not one of its fields)."""
+    return tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing"
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or ".".join(str(p) for p in loc)
@@ -127,6 +140,14 @@ def install(app: FastAPI, router: ErrorRouter) -> None:
             return router.render(
                 request, 400, "malformed_json", "the request body is not valid JSON"
             )
+        media_type = _media_type(request)
+        if media_type and not _is_json(media_type) and any(_whole_body(e) for e in errors):
+            return router.render(
+                request,
+                415,
+                "unsupported_media_type",
+                f"send the body as JSON with Content-Type: application/json, not {media_type}",
+            )
         problems = [
             {
                 "field": _field(tuple(e.get("loc", ()))),
@@ -143,6 +164,16 @@ def install(app: FastAPI, router: ErrorRouter) -> None:
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, RecursionError):
+            return router.render(
+                request, 400, "malformed_json", "the request body is nested too deeply"
+            )
+        if exc.status_code == 400 and isinstance(cause, ValueError):
+            # FastAPI's "error parsing the body", e.g. bytes that are not UTF-8.
+            return router.render(
+                request, 400, "malformed_json", "the request body is not valid JSON"
+            )
         code = STATUS_BY_HTTP_CODE.get(exc.status_code, "http_error")
         return router.render(request, exc.status_code, code, str(exc.detail))
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from tierwise.api.auth import MembersRead, RuntimeDep, SweepsRun, TiersWrite
-from tierwise.api.schemas import Strict
+from tierwise.api.schemas import Instant, Strict
 from tierwise.domain.state import AssignmentMode
 from tierwise.services import assignments as assignment_service
 from tierwise.services import status as status_service
@@ -19,7 +19,9 @@ from tierwise.services.versions import activate_scheduled
 
 router = APIRouter(tags=["lifecycle"])
 
-MemberId = Path(min_length=1, max_length=128, description="Your id for the member")
+MemberId = Path(
+    min_length=1, max_length=128, pattern=r"^[^\x00]*$", description="Your id for the member"
+)
 
 
 class AssignmentIn(Strict):
@@ -32,7 +34,7 @@ class AssignmentIn(Strict):
     reason: str = Field(min_length=1, max_length=500)
     ladder: str | None = Field(default=None, max_length=64, description="Needed if several")
     program_id: int | None = Field(default=None, ge=1, le=2**62)
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 class StandingOut(BaseModel):

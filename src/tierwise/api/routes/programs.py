@@ -15,6 +15,7 @@ from tierwise.services import programs as service
 router = APIRouter(prefix="/v1/programs", tags=["programs"])
 
 ProgramId = Path(ge=1, le=2**62, description="Integer program id")
+LadderKey = Path(min_length=1, max_length=64, pattern=r"^[^\x00]*$", description="Ladder key")
 
 
 def program_out(program: Program) -> ProgramOut:
@@ -96,13 +97,17 @@ async def list_ladders(
 
 @router.get("/{program_id}/ladders/{key}", response_model=LadderOut)
 async def read_ladder(
-    key: str, rt: RuntimeDep, caller: ProgramsRead, program_id: int = ProgramId
+    rt: RuntimeDep, caller: ProgramsRead, program_id: int = ProgramId, key: str = LadderKey
 ) -> LadderOut:
     return ladder_out(await service.read_ladder(rt, caller, program_id, key))
 
 
 @router.put("/{program_id}/ladders/{key}", response_model=LadderOut)
 async def replace_ladder(
-    key: str, body: Ladder, rt: RuntimeDep, caller: ProgramsWrite, program_id: int = ProgramId
+    body: Ladder,
+    rt: RuntimeDep,
+    caller: ProgramsWrite,
+    program_id: int = ProgramId,
+    key: str = LadderKey,
 ) -> LadderOut:
     return ladder_out(await service.replace_ladder(rt, caller, program_id, key, body))
