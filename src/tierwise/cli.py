@@ -224,7 +224,15 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
 def sweep_command(
     as_of: Annotated[str | None, typer.Option(help="ISO 8601 instant; default: now")] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant (default: all)")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 2000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Sweep processes, each claiming its own batches (PostgreSQL; SQLite: 1)",
+        ),
+    ] = 1,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Handle every standing due by AS_OF: checks, renewals, downgrades, grace ends and
@@ -232,7 +240,7 @@ def sweep_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from tierwise.services.golive import run_job
-    from tierwise.services.sweep import count_due, sweep
+    from tierwise.services.sweep import SweepFailed, count_due, sweep, sweep_in_processes
     from tierwise.services.tenants import operator
     from tierwise.services.versions import activate_scheduled
 
@@ -252,6 +260,20 @@ def sweep_command(
             disable=not err.is_terminal,
         ) as bar:
             task = bar.add_task("sweep", total=total)
+            if workers > 1 and not rt.settings.is_sqlite:
+                try:
+                    return await asyncio.to_thread(
+                        sweep_in_processes,
+                        rt.settings,
+                        as_of=when,
+                        tenant_id=tenant_id,
+                        batch_size=batch_size,
+                        workers=workers,
+                        progress=lambda n: bar.advance(task, n),
+                    )
+                except SweepFailed as exc:
+                    err.print(f"[red]error[/red] sweep_failed: {exc}")
+                    raise typer.Exit(1) from exc
             return await sweep(
                 rt,
                 as_of=when,

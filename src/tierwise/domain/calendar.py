@@ -25,6 +25,8 @@ def zone(name: str) -> ZoneInfo:
 
 def ensure_aware(instant: datetime) -> datetime:
     """Reject naive datetimes: every instant must carry its offset."""
+    if instant.tzinfo is UTC:
+        return instant
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise ValueError("instant must include a time zone offset")
     return instant.astimezone(UTC)

@@ -17,7 +17,7 @@ from tierwise.domain.calendar import ONE_SECOND
 from tierwise.domain.criteria import Measures, Rule
 from tierwise.domain.evaluation import qualified_level, rank_of
 from tierwise.domain.ladder import DowngradePolicy, Ladder, Level, RenewalMode, Rollover
-from tierwise.domain.lifecycle import enter, with_validity
+from tierwise.domain.lifecycle import enter, validity_instants
 from tierwise.domain.state import (
     AssignmentMode,
     ChangeKind,
@@ -46,15 +46,20 @@ class Due:
 
 
 def next_due(state: TierState) -> Due | None:
-    """The earliest thing the sweep must handle for this standing, if any."""
-    options: list[Due] = []
-    if state.assignment is not None and state.assignment.expires_at is not None:
-        options.append(Due(DueKind.ASSIGNMENT_EXPIRY, state.assignment.expires_at))
-    if state.grace_until is not None:
-        options.append(Due(DueKind.GRACE_END, state.grace_until))
+    """The earliest thing the sweep must handle for this standing, if any (an assignment
+    expiry first when it falls at the same instant)."""
+    assignment = state.assignment
+    expiry = assignment.expires_at if assignment is not None else None
+    grace = state.grace_until
+    if grace is not None:
+        kind, at = DueKind.GRACE_END, grace
     elif state.check_due_at is not None and not state.pinned:
-        options.append(Due(DueKind.CHECK, state.check_due_at))
-    return min(options, key=lambda d: d.at) if options else None
+        kind, at = DueKind.CHECK, state.check_due_at
+    else:
+        return None if expiry is None else Due(DueKind.ASSIGNMENT_EXPIRY, expiry)
+    if expiry is not None and expiry <= at:
+        return Due(DueKind.ASSIGNMENT_EXPIRY, expiry)
+    return Due(kind, at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +163,22 @@ def renew(
     credit = (
         overshoot(rule, measures, state.credit) if ladder.rollover is Rollover.CARRY_EXCESS else 0
     )
-    renewed = replace(
-        state, cycle_start=next_cycle_start(cycle_end), grace_until=None, credit=credit
-    )
-    renewed = with_validity(
+    start = next_cycle_start(cycle_end)
+    expiry, due = validity_instants(
         ladder,
         level,
-        renewed,
+        start,
         tz=ctx.tz,
         enrolled_at=ctx.enrolled_at,
         last_activity_at=ctx.last_activity_at,
+    )
+    renewed = replace(
+        state,
+        cycle_start=start,
+        grace_until=None,
+        credit=credit,
+        expires_at=expiry,
+        check_due_at=due,
     )
     change = TierChange(
         from_level=level.key,
@@ -196,9 +207,6 @@ def move_down(
         tz=ctx.tz,
         enrolled_at=ctx.enrolled_at,
         last_activity_at=ctx.last_activity_at,
-    )
-    moved = replace(
-        moved,
         assignment=state.assignment
         if state.assignment is not None and (state.assignment.mode is AssignmentMode.FLOOR)
         else None,

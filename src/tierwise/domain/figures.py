@@ -8,10 +8,10 @@ needs that one day's activities, which the caller loads on request (``partial_da
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from tierwise.domain.activity import Effects
@@ -20,6 +20,25 @@ from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.windows import Interval
 
 DayActivities = list[tuple[datetime, Effects]]
+
+
+def _interval_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
+    """``(start day, whether the start falls inside it, end day)`` of ``interval``."""
+    end_day = local_date(interval.end, tz)
+    if interval.start is None:
+        return None, False, end_day
+    start_day = local_date(interval.start, tz)
+    return start_day, interval.start != start_of_day(start_day, tz), end_day
+
+
+_shared_days = lru_cache(maxsize=8192)(_interval_days)
+
+
+def _days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
+    # Intervals of UTC instants (as stored) are shared by many members: computed once.
+    if interval.end.tzinfo is UTC and (interval.start is None or interval.start.tzinfo is UTC):
+        return _shared_days(interval, tz)
+    return _interval_days(interval, tz)
 
 
 @dataclass
@@ -32,22 +51,18 @@ class MemberFigures:
 
     tz: ZoneInfo
     totals: dict[str, int] = field(default_factory=dict)
-    days: dict[str, dict[date, int]] = field(default_factory=lambda: defaultdict(dict))
+    days: dict[str, dict[date, int]] = field(default_factory=dict)
     days_from: date | None = None
     last_activity_at: datetime | None = None
     day_activities: dict[date, DayActivities] = field(default_factory=dict)
-    _pending: dict[date, DayActivities] = field(default_factory=lambda: defaultdict(list))
+    _pending: dict[date, DayActivities] = field(default_factory=dict)
 
     # -- what must be loaded ----------------------------------------------------------
 
     def _edges(self, interval: Interval) -> tuple[date | None, bool, date, bool]:
-        end_day = local_date(interval.end, self.tz)
-        end_partial = self.last_activity_at is not None and self.last_activity_at > interval.end
-        if interval.start is None:
-            return None, False, end_day, end_partial
-        start_day = local_date(interval.start, self.tz)
-        start_partial = interval.start != start_of_day(start_day, self.tz)
-        return start_day, start_partial, end_day, end_partial
+        last = self.last_activity_at
+        end_partial = last is not None and last > interval.end
+        return (*_days(interval, self.tz), end_partial)
 
     def partial_days(self, intervals: Iterable[Interval]) -> set[date]:
         """Days whose single activities are needed to sum ``intervals`` exactly."""
@@ -122,7 +137,7 @@ class MemberFigures:
             self.totals[metric] = self.totals.get(metric, 0) + delta
             bucket = self.days.setdefault(metric, {})
             bucket[day] = bucket.get(day, 0) + delta
-        self._pending[day].append((occurred_at, effects))
+        self._pending.setdefault(day, []).append((occurred_at, effects))
         if day in self.day_activities:
             self.day_activities[day].append((occurred_at, effects))
         if self.last_activity_at is None or occurred_at > self.last_activity_at:

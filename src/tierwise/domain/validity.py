@@ -23,6 +23,7 @@ Conventions:
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from tierwise.domain.calendar import (
@@ -55,6 +56,29 @@ def expiry_of(
     ``enrolled_at`` the member's enrolment (for anniversaries), ``last_activity_at`` the
     member's latest activity (for inactivity validity).
     """
+    kind = validity.type
+    if (
+        kind is not ValidityType.ENROLMENT_ANNIVERSARY
+        and kind is not ValidityType.INACTIVITY
+        and tier_start.tzinfo is UTC
+    ):
+        # Depends on the start alone: computed once per (validity, start, zone).
+        return _shared_expiry(validity, tier_start, tz)
+    return _expiry(validity, tier_start, enrolled_at, tz, last_activity_at)
+
+
+@lru_cache(maxsize=8192)
+def _shared_expiry(validity: Validity, tier_start: datetime, tz: ZoneInfo) -> datetime | None:
+    return _expiry(validity, tier_start, tier_start, tz, None)
+
+
+def _expiry(
+    validity: Validity,
+    tier_start: datetime,
+    enrolled_at: datetime,
+    tz: ZoneInfo,
+    last_activity_at: datetime | None,
+) -> datetime | None:
     start = ensure_aware(tier_start)
     start_day = local_date(start, tz)
     match validity.type:
@@ -101,6 +125,12 @@ def check_due_at(expiry: datetime, schedule: CheckSchedule, tz: ZoneInfo) -> dat
     local month after the expiry's local month (the level is checked when the month in
     which it expires is over).
     """
+    if expiry.tzinfo is UTC:
+        return _shared_check_due_at(expiry, schedule, tz)
+    return _check_due_at(expiry, schedule, tz)
+
+
+def _check_due_at(expiry: datetime, schedule: CheckSchedule, tz: ZoneInfo) -> datetime:
     instant = ensure_aware(expiry)
     match schedule:
         case CheckSchedule.DAILY:
@@ -109,6 +139,9 @@ def check_due_at(expiry: datetime, schedule: CheckSchedule, tz: ZoneInfo) -> dat
             month_end = last_day_of_month(local_date(instant, tz))
             return end_of_day(month_end, tz) + ONE_SECOND
     raise ValueError(f"unknown check schedule {schedule!r}")  # pragma: no cover
+
+
+_shared_check_due_at = lru_cache(maxsize=8192)(_check_due_at)
 
 
 def next_cycle_start(expiry: datetime) -> datetime:

@@ -9,8 +9,9 @@ i.e. today and the 29 days before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Self
 from zoneinfo import ZoneInfo
 
@@ -89,6 +90,26 @@ def resolve(
     tier_start: datetime | None,
 ) -> Interval:
     """The interval ``window`` covers at ``as_of`` for one member."""
+    kind = window.type
+    if kind is WindowType.SINCE_TIER_START:
+        start = tier_start if tier_start is not None else enrolled_at
+        return Interval(start=as_of if start > as_of else start, end=as_of)
+    if kind is WindowType.ANNIVERSARY_YEAR:
+        today = local_date(as_of, tz)
+        enrolled = local_date(enrolled_at, tz)
+        start = start_of_day(latest_occurrence(enrolled.month, enrolled.day, today), tz)
+        start = max(start, enrolled_at)
+        return Interval(start=as_of if start > as_of else start, end=as_of)
+    # The other windows do not depend on the member: one computation per instant (for
+    # UTC instants, as stored; an instant in another zone may be the same instant in a
+    # different dress, so it is not looked up).
+    if as_of.tzinfo is UTC:
+        return _shared(window, as_of, tz)
+    return _shared.__wrapped__(window, as_of, tz)
+
+
+@lru_cache(maxsize=4096)
+def _shared(window: Window, as_of: datetime, tz: ZoneInfo) -> Interval:
     today = local_date(as_of, tz)
     start: datetime | None
     match window.type:
@@ -105,12 +126,8 @@ def resolve(
         case WindowType.FIXED_YEAR:
             assert window.month is not None and window.day is not None
             start = start_of_day(latest_occurrence(window.month, window.day, today), tz)
-        case WindowType.SINCE_TIER_START:
-            start = tier_start if tier_start is not None else enrolled_at
-        case WindowType.ANNIVERSARY_YEAR:
-            enrolled = local_date(enrolled_at, tz)
-            start = start_of_day(latest_occurrence(enrolled.month, enrolled.day, today), tz)
-            start = max(start, enrolled_at)
+        case _:  # pragma: no cover - member-specific windows are resolved by the caller
+            raise ValueError(f"window {window.type} depends on the member")
     if start is not None and start > as_of:
         start = as_of
     return Interval(start=start, end=as_of)

@@ -14,14 +14,17 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import activities as ledger
+from tierwise.db.repos import member_writes
 from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.programs import LadderRow
+from tierwise.db.repos.upsert import BULK_MIN_ROWS, pg_driver
 from tierwise.db.tables import Event
 from tierwise.domain.activity import (
     ActivityType,
@@ -46,7 +49,6 @@ from tierwise.domain.program import Program
 from tierwise.domain.state import AssignmentMode, ChangeKind, ChangeSource, TierChange, TierState
 from tierwise.domain.windows import LIFETIME, Interval
 from tierwise.services import measuring
-from tierwise.services.programs import get_program
 from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings
 
@@ -137,6 +139,28 @@ class _Batch:
         self.day_deltas: dict[tuple[int, int, str, date], int] = defaultdict(int)
         self.total_deltas: dict[tuple[int, int, str], int] = defaultdict(int)
         self.returned: dict[int, int] = {}
+        self._spans: dict[tuple[Any, ...], dict[MeasureKey, Interval]] = {}
+        self._earn_keys: dict[int, frozenset[MeasureKey]] = {}
+
+    def _intervals(
+        self,
+        keys: frozenset[MeasureKey],
+        program: Program,
+        *,
+        at: datetime,
+        enrolled_at: datetime,
+        tier_start: datetime | None,
+    ) -> dict[MeasureKey, Interval]:
+        """``measuring.intervals``, resolved once per distinct input within the batch
+        (the same member's instants recur: its last activity, each activity's own)."""
+        memo_key = (keys, program.id, at, enrolled_at, tier_start)
+        found = self._spans.get(memo_key)
+        if found is None:
+            found = measuring.intervals(
+                keys, program, at=at, enrolled_at=enrolled_at, tier_start=tier_start
+            )
+            self._spans[memo_key] = found
+        return found
 
     # -- orchestration --------------------------------------------------------------------
 
@@ -177,15 +201,7 @@ class _Batch:
 
     async def _process(self, fresh: list[int], outcomes: list[Outcome | None]) -> None:
         for index in fresh:
-            program = await self._program(self.commands[index].program_id, index)
-            if program.id not in self.ladders:
-                rows = await programs_repo.ladders(
-                    self.conn,
-                    self.rt.definitions,
-                    tenant_id=self.caller.tenant_id,
-                    program_id=program.id,
-                )
-                self.ladders[program.id] = [row for row in rows if row.definition is not None]
+            await self._program(self.commands[index].program_id, index)
         works = await self._members(fresh)
         standings = Standings(self.rt, self.conn, self.caller.tenant_id, self.now)
         await standings.load(
@@ -210,12 +226,21 @@ class _Batch:
         await self._write(works, standings)
 
     async def _program(self, program_id: int | None, index: int) -> Program:
+        """The program (and, once per program, its live ladders: one statement while the
+        definitions are cached)."""
         if program_id not in self.programs:
-            try:
-                self.programs[program_id] = await get_program(self.conn, self.caller, program_id)
-            except NotFound as exc:
-                exc.details["index"] = index
-                raise
+            program, rows = await programs_repo.program_ladders(
+                self.conn,
+                self.rt.definitions,
+                tenant_id=self.caller.tenant_id,
+                program_id=program_id,
+            )
+            if program is None:
+                what = "no default program" if program_id is None else f"no program {program_id}"
+                raise NotFound(what, code="program_not_found", index=index)
+            self.programs[program_id] = program
+            if program.id not in self.ladders:
+                self.ladders[program.id] = [row for row in rows if row.definition is not None]
         return self.programs[program_id]
 
     async def _members(self, fresh: list[int]) -> dict[tuple[str, int], _MemberWork]:
@@ -227,7 +252,11 @@ class _Batch:
             if seen is None or command.occurred_at < seen:
                 first_seen[command.member_id] = command.occurred_at
         tenant_id = self.caller.tenant_id
-        found = await members_repo.members_by_external_ids(self.conn, tenant_id, external_ids)
+        # Lock every member of the batch (PostgreSQL), in id order to avoid deadlocks;
+        # read them again (locked) only when some had to be created.
+        found = await members_repo.members_by_external_ids(
+            self.conn, tenant_id, external_ids, lock=True
+        )
         missing = [eid for eid in external_ids if eid not in found]
         if missing:
             await members_repo.add_members(
@@ -245,10 +274,9 @@ class _Batch:
                     for eid in missing
                 ],
             )
-        # Lock every member of the batch (PostgreSQL), in id order to avoid deadlocks.
-        found = await members_repo.members_by_external_ids(
-            self.conn, tenant_id, external_ids, lock=True
-        )
+            found = await members_repo.members_by_external_ids(
+                self.conn, tenant_id, external_ids, lock=True
+            )
         works: dict[tuple[str, int], _MemberWork] = {}
         for i in fresh:
             command = self.commands[i]
@@ -277,7 +305,7 @@ class _Batch:
             pid = work.program.id
             for row in self.ladders[pid]:
                 assert row.definition is not None
-                metrics_by_program[pid] |= {k[0] for k in row.definition.measure_keys()}
+                metrics_by_program[pid] |= {k[0] for k in measuring.keys_of(row.definition)}
         for index in fresh:
             command = self.commands[index]
             work = works[(command.member_id, self.programs[command.program_id].id)]
@@ -289,8 +317,8 @@ class _Batch:
                 for at in (command.occurred_at, work.last_activity_at):
                     if at is not None:
                         spans.extend(
-                            measuring.intervals(
-                                row.definition.measure_keys(),
+                            self._intervals(
+                                measuring.keys_of(row.definition),
                                 work.program,
                                 at=at,
                                 enrolled_at=work.enrolled_at,
@@ -307,7 +335,7 @@ class _Batch:
             by_program[pid][work.member_id] = (first, work.last_activity_at)
         for pid, members in by_program.items():
             program = next(w.program for w in works.values() if w.program.id == pid)
-            loaded = await ledger.load_figures(
+            loaded = await _load_figures(
                 self.conn,
                 program_id=pid,
                 tz=program.tz,
@@ -534,8 +562,11 @@ class _Batch:
         state = standings.get(work.member_id, row.id)
         current = ladder.level(state.level_key) if state.level_key else None
         old = current.earn_multiplier if current else _one()
-        keys = ladder.measure_keys() | {(BuiltinMetric.SPEND, LIFETIME)}
-        spans = measuring.intervals(
+        keys = self._earn_keys.get(id(ladder))
+        if keys is None:
+            keys = measuring.keys_of(ladder) | {(BuiltinMetric.SPEND, LIFETIME)}
+            self._earn_keys[id(ladder)] = keys
+        spans = self._intervals(
             keys,
             work.program,
             at=command.occurred_at,
@@ -586,8 +617,8 @@ class _Batch:
     async def _measures(
         self, ladder: Ladder, work: _MemberWork, state: TierState, at: datetime
     ) -> dict[MeasureKey, int]:
-        spans = measuring.intervals(
-            ladder.measure_keys(),
+        spans = self._intervals(
+            measuring.keys_of(ladder),
             work.program,
             at=at,
             enrolled_at=work.enrolled_at,
@@ -782,9 +813,53 @@ class _Batch:
             last = work.figures.last_activity_at
             if last is not None and (work.member_id not in latest or last > latest[work.member_id]):
                 latest[work.member_id] = last
-        await members_repo.set_last_activity(self.conn, latest, self.now)
-        uuids = {row["uuid"]: row for row in self.activity_rows}
-        await standings.flush(activity_ids=await _activity_ids(self.conn, list(uuids)))
+        await member_writes.set_last_activity(self.conn, latest, self.now)
+        # Only the activities that caused a level change are referenced by id (in the
+        # history rows): read back the ids of those alone, usually none.
+        causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
+        await standings.flush(activity_ids=await _activity_ids(self.conn, causes))
+
+
+_FIGURES_PG = (
+    "SELECT member_id, metric, NULL::date AS day, value FROM metric_totals "
+    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
+    "UNION ALL "
+    "SELECT member_id, metric, day, value FROM metric_days "
+    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
+    "AND day >= $4"
+)
+
+
+async def _load_figures(
+    conn: AsyncConnection,
+    *,
+    program_id: int,
+    tz: ZoneInfo,
+    metrics: set[str],
+    members: dict[int, tuple[date | None, datetime | None]],
+) -> dict[int, MemberFigures]:
+    """``ledger.load_figures``; for a few members on PostgreSQL, totals and days in one
+    statement on the driver connection (one round trip instead of two)."""
+    driver = await pg_driver(conn) if members and metrics and len(members) < BULK_MIN_ROWS else None
+    if driver is None:
+        return await ledger.load_figures(
+            conn, program_id=program_id, tz=tz, metrics=metrics, members=members
+        )
+    figures = {
+        mid: MemberFigures(tz=tz, days_from=first, last_activity_at=last)
+        for mid, (first, last) in members.items()
+    }
+    firsts = [first for first, _ in members.values() if first is not None]
+    rows = await driver.fetch(
+        _FIGURES_PG, program_id, list(members), sorted(metrics), min(firsts) if firsts else None
+    )
+    for member_id, metric, day, value in rows:
+        figure = figures[member_id]
+        if day is None:
+            figure.totals[metric] = value
+        elif figure.days_from is not None and day >= figure.days_from:
+            figure.days.setdefault(metric, {})[day] = value
+    return figures
 
 
 async def _activity_ids(conn: AsyncConnection, uuids: list[str]) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -11,8 +12,23 @@ from tierwise.db.repos import activities as ledger
 from tierwise.domain.calendar import local_date
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.figures import MemberFigures
+from tierwise.domain.ladder import Ladder
 from tierwise.domain.program import Program
 from tierwise.domain.windows import Interval, resolve
+
+_KEYS: dict[int, tuple[Ladder, frozenset[MeasureKey]]] = {}
+
+
+def keys_of(ladder: Ladder) -> frozenset[MeasureKey]:
+    """``ladder.measure_keys()``, computed once per (immutable) definition object."""
+    found = _KEYS.get(id(ladder))
+    if found is not None and found[0] is ladder:
+        return found[1]
+    keys = frozenset(ladder.measure_keys())
+    if len(_KEYS) >= 4096:
+        _KEYS.clear()
+    _KEYS[id(ladder)] = (ladder, keys)
+    return keys
 
 
 def intervals(
@@ -23,7 +39,18 @@ def intervals(
     enrolled_at: datetime,
     tier_start: datetime | None,
 ) -> dict[MeasureKey, Interval]:
-    tz = program.tz
+    return intervals_in(program.tz, keys, at=at, enrolled_at=enrolled_at, tier_start=tier_start)
+
+
+def intervals_in(
+    tz: ZoneInfo,
+    keys: Iterable[MeasureKey],
+    *,
+    at: datetime,
+    enrolled_at: datetime,
+    tier_start: datetime | None,
+) -> dict[MeasureKey, Interval]:
+    """``intervals`` for a program in zone ``tz``."""
     return {
         key: resolve(key[1], as_of=at, tz=tz, enrolled_at=enrolled_at, tier_start=tier_start)
         for key in keys
@@ -34,7 +61,13 @@ def first_day_needed(
     spans: Iterable[Interval], program: Program, last_activity_at: datetime | None
 ) -> date | None:
     """The earliest daily bucket any of ``spans`` reads (None: running totals suffice)."""
-    tz = program.tz
+    return first_day_in(program.tz, spans, last_activity_at)
+
+
+def first_day_in(
+    tz: ZoneInfo, spans: Iterable[Interval], last_activity_at: datetime | None
+) -> date | None:
+    """``first_day_needed`` for a program in zone ``tz``."""
     days: list[date] = []
     for span in spans:
         if span.start is not None:

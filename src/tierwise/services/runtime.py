@@ -42,6 +42,15 @@ class Runtime:
         self.engine = engine if engine is not None else create_engine(settings)
         self.clock = clock
         self.definitions = DefinitionCache()
+        # Reads on PostgreSQL skip BEGIN/ROLLBACK: at READ COMMITTED every statement takes
+        # its own snapshot inside a transaction too, so a read-only transaction buys
+        # nothing but two round trips. SQLite keeps its transaction (a consistent file
+        # snapshot across statements).
+        self._reader: AsyncEngine | None = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else None
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -53,6 +62,16 @@ class Runtime:
             finally:
                 if conn.in_transaction():
                     await conn.rollback()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a use case that only reads (never writes, never commits)."""
+        if self._reader is None:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self._reader.connect() as conn:
+            yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -6,17 +6,18 @@ history (R22) and the event outbox (R23).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from datetime import datetime
+import os
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import members as repo
 from tierwise.db.repos.programs import LadderRow
-from tierwise.db.tables import Event
+from tierwise.db.repos.upsert import copy_json_rows
+from tierwise.db.tables import Base
 from tierwise.domain.lifecycle import enter
 from tierwise.domain.program import Program
 from tierwise.domain.state import ChangeKind, ChangeSource, TierChange, TierState
@@ -24,6 +25,13 @@ from tierwise.services.runtime import Runtime
 
 
 def _iso(value: datetime) -> str:
+    if value.tzinfo is UTC:
+        return _iso_utc(value)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=1024)
+def _iso_utc(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -37,6 +45,7 @@ class Standings:
         self._new: set[tuple[int, int]] = set()
         self._dirty: set[tuple[int, int]] = set()
         self._changes: list[tuple[int, LadderRow, TierChange, str, str | None]] = []
+        self._locked: dict[tuple[int, int], int] = {}
 
     async def load(
         self,
@@ -80,9 +89,16 @@ class Standings:
                         external_id,
                     )
 
-    def adopt(self, states: dict[tuple[int, int], TierState]) -> None:
-        """Take standings loaded elsewhere (they exist, so they are updated on flush)."""
+    def adopt(
+        self,
+        states: dict[tuple[int, int], TierState],
+        locked: dict[tuple[int, int], int] | None = None,
+    ) -> None:
+        """Take standings loaded elsewhere (they exist, so they are updated on flush).
+        ``locked`` gives the row ids of those this transaction holds locked."""
         self._states.update(states)
+        if locked:
+            self._locked.update(locked)
 
     def get(self, member_id: int, ladder_id: int) -> TierState:
         return self._states.get((member_id, ladder_id), TierState())
@@ -109,50 +125,87 @@ class Standings:
             tenant_id=self.tenant_id,
             states=[(m, ladder, self._states[(m, ladder)]) for m, ladder in sorted(self._dirty)],
             now=self.now,
+            locked=self._locked,
         )
         self._new.clear()
         self._dirty.clear()
-        history: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        for member_id, row, change, external_id, activity_uuid in self._changes:
-            change_uuid = str(uuid.uuid4())
-            history.append(
+        changes = self._changes
+        if not changes:
+            return
+        self._changes = []
+        uuids = new_uuids(2 * len(changes))
+        tenant_id = self.tenant_id
+        now = self.now
+        ids = activity_ids or {}
+        await repo.add_changes(
+            self.conn,
+            [
                 repo.change_row(
-                    uuid=change_uuid,
-                    tenant_id=self.tenant_id,
+                    uuid=uuids[2 * i],
+                    tenant_id=tenant_id,
                     member_id=member_id,
                     ladder_id=row.id,
                     change=change,
-                    activity_id=(activity_ids or {}).get(activity_uuid or ""),
-                    now=self.now,
+                    activity_id=ids.get(activity_uuid or ""),
+                    now=now,
                 )
-            )
-            events.append(
-                {
-                    "uuid": str(uuid.uuid4()),
-                    "tenant_id": self.tenant_id,
-                    "member_id": member_id,
-                    "type": f"tier.{change.kind.value}",
-                    "occurred_at": change.at,
-                    "created_at": self.now,
-                    "published_at": None,
-                    "payload": {
-                        "change_id": change_uuid,
-                        "member_id": external_id,
-                        "program_id": row.program_id,
-                        "ladder": row.key,
-                        "from": change.from_level,
-                        "to": change.to_level,
-                        "kind": change.kind.value,
-                        "source": change.source.value,
-                        "activity_id": activity_uuid,
-                        "actor": change.actor,
-                        "reason": change.reason,
-                        "at": _iso(change.at),
-                    },
-                }
-            )
-        self._changes.clear()
-        await repo.add_changes(self.conn, history)
-        if events:
-            await self.conn.execute(insert(Event), events)
+                for i, (member_id, row, change, _, activity_uuid) in enumerate(changes)
+            ],
+        )
+
+        def events(encode: Callable[[Any], Any]) -> Iterator[tuple[Any, ...]]:
+            for i, (member_id, row, change, external_id, activity_uuid) in enumerate(changes):
+                kind = change.kind._value_
+                yield (
+                    uuids[2 * i + 1],
+                    tenant_id,
+                    member_id,
+                    f"tier.{kind}",
+                    encode(
+                        {
+                            "change_id": uuids[2 * i],
+                            "member_id": external_id,
+                            "program_id": row.program_id,
+                            "ladder": row.key,
+                            "from": change.from_level,
+                            "to": change.to_level,
+                            "kind": kind,
+                            "source": change.source._value_,
+                            "activity_id": activity_uuid,
+                            "actor": change.actor,
+                            "reason": change.reason,
+                            "at": _iso(change.at),
+                        }
+                    ),
+                    change.at,
+                    now,
+                    None,
+                )
+
+        await copy_json_rows(self.conn, _EVENTS, EVENT_COLUMNS, len(changes), events)
+
+
+_EVENTS = Base.metadata.tables["events"]
+EVENT_COLUMNS = (
+    "uuid",
+    "tenant_id",
+    "member_id",
+    "type",
+    "payload",
+    "occurred_at",
+    "created_at",
+    "published_at",
+)
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_uuids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text, like ``str(uuid.uuid4())``, made from
+    one read of the system's random source."""
+    raw = os.urandom(16 * count).hex()
+    variant = _VARIANT
+    return [
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:32]}"
+        for h in (raw[i : i + 32] for i in range(0, 32 * count, 32))
+    ]

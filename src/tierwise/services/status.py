@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import activities as ledger
 from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.members import ChangeRow, MemberRow
+from tierwise.db.repos.members import _state as state_of_row
 from tierwise.db.repos.programs import LadderRow
-from tierwise.db.tables import Member
+from tierwise.db.tables import Member, MemberTier
 from tierwise.domain.checks import Context, project, with_credit
 from tierwise.domain.checks import keep_rule as keep_rule_of
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.cycles import current_cycle_end
 from tierwise.domain.errors import NotFound
+from tierwise.domain.figures import MemberFigures
 from tierwise.domain.ladder import Ladder, Level
 from tierwise.domain.lifecycle import validity_of, with_validity
 from tierwise.domain.program import Program
 from tierwise.domain.progress import RuleProgress, progress_toward, rule_progress
 from tierwise.domain.state import ChangeKind, TierState
+from tierwise.domain.windows import Interval
 from tierwise.services import measuring
 from tierwise.services.programs import get_program
 from tierwise.services.runtime import Caller, Runtime
@@ -102,6 +107,66 @@ async def find_member(
     return member
 
 
+_MEMBER_COLUMNS = (
+    Member.id,
+    Member.uuid,
+    Member.tenant_id,
+    Member.external_id,
+    Member.enrolled_at,
+    Member.last_activity_at,
+    Member.created_at,
+)
+_STANDING_COLUMNS = (
+    MemberTier.ladder_id,
+    MemberTier.level_key,
+    MemberTier.achieved_at,
+    MemberTier.cycle_start,
+    MemberTier.expires_at,
+    MemberTier.check_due_at,
+    MemberTier.previous_level_key,
+    MemberTier.assignment,
+    MemberTier.grace_until,
+    MemberTier.credit,
+)
+
+
+def _member_standings_query(column: Any) -> Select[Any]:
+    return (
+        select(*_MEMBER_COLUMNS, *_STANDING_COLUMNS)
+        .select_from(Member)
+        .outerjoin(MemberTier, MemberTier.member_id == Member.id)
+        .where(Member.tenant_id == bindparam("tenant_id"), column == bindparam("ref"))
+    )
+
+
+# Built once: SQLAlchemy then finds the compiled form by the statement's cache key
+# without rebuilding the statement on every read.
+_MEMBER_STANDINGS = {
+    MemberRef.EXTERNAL: _member_standings_query(Member.external_id),
+    MemberRef.ID: _member_standings_query(Member.id),
+    MemberRef.UUID: _member_standings_query(Member.uuid),
+}
+
+
+async def member_with_standings(
+    conn: AsyncConnection, caller: Caller, ref: str, by: MemberRef = MemberRef.EXTERNAL
+) -> tuple[MemberRow, dict[int, TierState]]:
+    """:func:`find_member` and the member's standing on every ladder, in one statement."""
+    value: object = ref
+    if by is MemberRef.ID:
+        if not ref.isdigit() or len(ref) > 18:
+            raise NotFound(f"no member {ref!r}", code="member_not_found")
+        value = int(ref)
+    rows = (
+        await conn.execute(_MEMBER_STANDINGS[by], {"tenant_id": caller.tenant_id, "ref": value})
+    ).all()
+    if not rows:
+        raise NotFound(f"no member {ref!r}", code="member_not_found")
+    member = MemberRow(*rows[0][:7])
+    standings = {row.ladder_id: state_of_row(row) for row in rows if row.ladder_id is not None}
+    return member, standings
+
+
 async def member_measures(
     rt: Runtime,
     caller: Caller,
@@ -131,6 +196,69 @@ async def member_measures(
         return await measuring.measure(
             conn, figures, spans, member_id=member.id, program_id=program.id
         )
+
+
+_NO_STATE = TierState()
+
+
+_FIGURES_PG = (
+    "SELECT metric, NULL::date AS day, value FROM metric_totals "
+    "WHERE program_id = $1 AND member_id = $2 AND metric = ANY($3::text[]) "
+    "UNION ALL "
+    "SELECT metric, day, value FROM metric_days "
+    "WHERE program_id = $1 AND member_id = $2 AND metric = ANY($4::text[]) AND day >= $5"
+)
+
+
+async def _figures(
+    conn: AsyncConnection,
+    program: Program,
+    member: MemberRow,
+    spans: Iterable[dict[MeasureKey, Interval]],
+    first: date | None,
+) -> MemberFigures:
+    """The member's running totals and, from ``first`` on, the daily buckets of the
+    metrics whose sums read them (a window with a start, or one that ends before the
+    latest activity); a lifetime sum up to now is the running total alone.
+
+    On PostgreSQL one statement on the driver connection (no per-row SQLAlchemy cost)."""
+    last = member.last_activity_at
+    metrics: set[str] = set()
+    day_metrics: set[str] = set()
+    for by_key in spans:
+        for key, span in by_key.items():
+            metrics.add(key[0])
+            if span.start is not None or (last is not None and last > span.end):
+                day_metrics.add(key[0])
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "asyncpg" or not metrics:
+        return (
+            await ledger.load_figures(
+                conn,
+                program_id=program.id,
+                tz=program.tz,
+                metrics=metrics,
+                members={member.id: (first, last)},
+            )
+        )[member.id]
+    figures = MemberFigures(tz=program.tz, days_from=first, last_activity_at=last)
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    rows = await driver.fetch(
+        _FIGURES_PG,
+        program.id,
+        member.id,
+        sorted(metrics),
+        sorted(day_metrics) if first is not None else [],
+        first,
+    )
+    totals = figures.totals
+    days = figures.days
+    for metric, day, value in rows:
+        if day is None:
+            totals[metric] = value
+        else:
+            days.setdefault(metric, {})[day] = value
+    return figures
 
 
 def state_from_history(changes: list[ChangeRow]) -> TierState:
@@ -166,27 +294,25 @@ async def member_status(
 ) -> MemberStatus:
     now = rt.clock()
     at = as_of or now
-    async with rt.transaction() as conn:
-        member = await find_member(conn, caller, external_id, by)
-        program = await get_program(conn, caller, program_id)
-        rows = [
-            row
-            for row in await programs_repo.ladders(
-                conn,
-                rt.definitions,
-                tenant_id=caller.tenant_id,
-                program_id=program.id,
-                ladder_key=ladder_key,
-            )
-            if row.definition is not None
-        ]
+    async with rt.read() as conn:
+        member, stored = await member_with_standings(conn, caller, external_id, by)
+        program, ladder_rows = await programs_repo.program_ladders(
+            conn,
+            rt.definitions,
+            tenant_id=caller.tenant_id,
+            program_id=program_id,
+            ladder_key=ladder_key,
+        )
+        if program is None:
+            what = "no default program" if program_id is None else f"no program {program_id}"
+            raise NotFound(what, code="program_not_found")
+        rows = [row for row in ladder_rows if row.definition is not None]
         if ladder_key is not None and not rows:
             raise NotFound(f"no ladder {ladder_key!r}", code="ladder_not_found")
-        stored = await members_repo.states(conn, [member.id], [row.id for row in rows])
         states: dict[int, TierState] = {}
         for row in rows:
             assert row.definition is not None
-            state = stored.get((member.id, row.id), TierState())
+            state = stored.get(row.id, _NO_STATE)
             if as_of is not None and (as_of < now or (state.achieved_at or at) > at):
                 history = await members_repo.history(conn, member.id, [row.id], until=at)
                 replayed = state_from_history(history)
@@ -199,7 +325,7 @@ async def member_status(
                     enrolled_at=member.enrolled_at,
                     last_activity_at=member.last_activity_at,
                 )
-            elif (member.id, row.id) not in stored and row.definition.floor is not None:
+            elif row.id not in stored and row.definition.floor is not None:
                 # Not yet placed (no activity yet): R4 puts everyone on the floor.
                 state = TierState(
                     level_key=row.definition.floor.key, achieved_at=member.enrolled_at
@@ -209,7 +335,7 @@ async def member_status(
         for row in rows:
             assert row.definition is not None
             all_spans[row.id] = measuring.intervals(
-                row.definition.measure_keys(),
+                measuring.keys_of(row.definition),
                 program,
                 at=at,
                 enrolled_at=member.enrolled_at,
@@ -217,16 +343,7 @@ async def member_status(
             )
         spans_flat = [span for spans in all_spans.values() for span in spans.values()]
         first = measuring.first_day_needed(spans_flat, program, member.last_activity_at)
-        metrics = {key[0] for spans in all_spans.values() for key in spans}
-        figures = (
-            await ledger.load_figures(
-                conn,
-                program_id=program.id,
-                tz=program.tz,
-                metrics=metrics,
-                members={member.id: (first, member.last_activity_at)},
-            )
-        )[member.id]
+        figures = await _figures(conn, program, member, all_spans.values(), first)
         result: list[LadderStatus] = []
         for row in rows:
             ladder = row.definition

@@ -5,32 +5,51 @@ writer at a time), each batch in its own transaction. A standing is handled even
 event in time order until its next due instant lies after ``as_of``, so a late sweep
 handles every missed due date once, in order. A second sweep finds nothing due; a
 crashed sweep leaves unhandled standings due for the next one.
+
+Cost grows with the due standings only: each batch is one claim (standings and their
+members in one statement), one read of totals and one of daily buckets per program, and
+set-wise writes (on PostgreSQL one array statement for the standings and ``COPY`` for
+history and events). Memory is one batch: a handled standing is no longer due, so the
+next claim does not see it; only the rare standing that stays due (a ladder without a
+live definition, a stale due instant, more than ``MAX_EVENTS_PER_STANDING`` events) is
+remembered, so that it is not claimed again in this sweep.
 """
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from queue import Empty
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import activities as ledger
 from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
-from tierwise.db.repos.members import MemberRow
+from tierwise.db.repos.members import DueStanding
 from tierwise.db.repos.programs import LadderRow
 from tierwise.db.tables import MemberTier
 from tierwise.domain.checks import Context, handle, next_due
+from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.figures import MemberFigures
+from tierwise.domain.ladder import Ladder
 from tierwise.domain.program import Program
+from tierwise.domain.state import TierState
+from tierwise.domain.windows import Interval, WindowType
 from tierwise.services import measuring
 from tierwise.services.runtime import Runtime
 from tierwise.services.standing import Standings
+from tierwise.settings import Settings
 
 MAX_EVENTS_PER_STANDING = 10_000
+DEFAULT_BATCH_SIZE = 2000
 
 
 @dataclass
@@ -47,21 +66,21 @@ async def sweep(
     *,
     as_of: datetime,
     tenant_id: int | None = None,
-    batch_size: int = 500,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> SweepSummary:
     summary = SweepSummary(as_of=as_of)
-    seen: set[tuple[int, int]] = set()
+    stuck: set[int] = set()
     while True:
         async with rt.transaction() as conn:
-            claimed = await _claim(
-                conn, as_of=as_of, tenant_id=tenant_id, limit=batch_size, exclude=seen
+            claimed = await members_repo.claim_due(
+                conn, as_of=as_of, tenant_id=tenant_id, limit=batch_size, exclude=stuck
             )
             if not claimed:
                 break
-            await _process(rt, conn, claimed, as_of, summary)
+            left = await _process(rt, conn, claimed, as_of, summary)
             await conn.commit()
-        seen.update((m, ladder) for m, ladder, _ in claimed)
+        stuck.update(left)
         summary.batches += 1
         summary.standings += len(claimed)
         if progress is not None:
@@ -69,9 +88,122 @@ async def sweep(
     return summary
 
 
-async def count_due(rt: Runtime, *, as_of: datetime, tenant_id: int | None = None) -> int:
-    from sqlalchemy import func
+def sweep_in_processes(
+    settings: Settings,
+    *,
+    as_of: datetime,
+    tenant_id: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> SweepSummary:
+    """Run ``workers`` sweeps side by side, each in its own process, and merge their
+    summaries. Each claims its own batches (``FOR UPDATE SKIP LOCKED``), so a standing is
+    handled once; this uses more than one CPU for the rules. PostgreSQL only: SQLite has
+    one writer at a time, so there one sweep runs in a single process.
 
+    Raises ``SweepFailed`` if a worker fails (the others finish their work; what the
+    failed one had not committed stays due for the next sweep)."""
+    if settings.is_sqlite or workers <= 1:
+        return asyncio.run(_sweep_with(settings, as_of, tenant_id, batch_size, progress))
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(settings, as_of, tenant_id, batch_size, queue),
+            name=f"tierwise-sweep-{n}",
+            daemon=True,
+        )
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    summaries: list[SweepSummary] = []
+    errors: list[str] = []
+    running = len(processes)
+    while running:
+        try:
+            kind, value = queue.get(timeout=1.0)
+        except Empty:
+            if not any(p.is_alive() for p in processes) and queue.empty():
+                errors.append("a sweep worker stopped without reporting")
+                break
+            continue
+        if kind == "progress":
+            if progress is not None:
+                progress(value)
+            continue
+        running -= 1
+        if kind == "done":
+            summaries.append(value)
+        else:
+            errors.append(value)
+    for process in processes:
+        process.join()
+    if errors:
+        raise SweepFailed("; ".join(errors))
+    merged = SweepSummary(as_of=as_of)
+    for summary in summaries:
+        merged.standings += summary.standings
+        merged.events += summary.events
+        merged.batches += summary.batches
+        for kind, count in summary.changes.items():
+            merged.changes[kind] = merged.changes.get(kind, 0) + count
+    return merged
+
+
+class SweepFailed(RuntimeError):
+    """A sweep worker process failed."""
+
+
+async def _sweep_with(
+    settings: Settings,
+    as_of: datetime,
+    tenant_id: int | None,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> SweepSummary:
+    rt = Runtime(settings)
+    try:
+        return await sweep(
+            rt, as_of=as_of, tenant_id=tenant_id, batch_size=batch_size, progress=progress
+        )
+    finally:
+        await rt.close()
+
+
+def _worker(
+    settings: Settings,
+    as_of: datetime,
+    tenant_id: int | None,
+    batch_size: int,
+    queue: Any,
+) -> None:
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            summary = runner.run(
+                _sweep_with(
+                    settings, as_of, tenant_id, batch_size, lambda n: queue.put(("progress", n))
+                )
+            )
+    except BaseException as exc:
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    queue.put(("done", summary))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (it comes with ``uvicorn[standard]``):
+    a worker spends a good part of its time in socket I/O."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is an optional speed-up
+        return None
+    return uvloop.new_event_loop
+
+
+async def count_due(rt: Runtime, *, as_of: datetime, tenant_id: int | None = None) -> int:
     async with rt.transaction() as conn:
         query = select(func.count()).select_from(MemberTier).where(MemberTier.due_at <= as_of)
         if tenant_id is not None:
@@ -79,50 +211,31 @@ async def count_due(rt: Runtime, *, as_of: datetime, tenant_id: int | None = Non
         return int((await conn.execute(query)).scalar_one())
 
 
-async def _claim(
-    conn: AsyncConnection,
-    *,
-    as_of: datetime,
-    tenant_id: int | None,
-    limit: int,
-    exclude: set[tuple[int, int]],
-) -> list[tuple[int, int, int]]:
-    query = (
-        select(MemberTier.member_id, MemberTier.ladder_id, MemberTier.tenant_id)
-        .where(MemberTier.due_at <= as_of)
-        .order_by(MemberTier.due_at, MemberTier.id)
-        .limit(limit + len(exclude))
-    )
-    if tenant_id is not None:
-        query = query.where(MemberTier.tenant_id == tenant_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = [(r[0], r[1], r[2]) for r in await conn.execute(query)]
-    return [r for r in rows if (r[0], r[1]) not in exclude][:limit]
-
-
 async def _process(
     rt: Runtime,
     conn: AsyncConnection,
-    claimed: list[tuple[int, int, int]],
+    claimed: list[DueStanding],
     as_of: datetime,
     summary: SweepSummary,
-) -> None:
-    by_tenant: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for member_id, ladder_id, tenant_id in claimed:
-        by_tenant[tenant_id].append((member_id, ladder_id))
-    for tenant_id, pairs in by_tenant.items():
-        await _process_tenant(rt, conn, tenant_id, pairs, as_of, summary)
+) -> list[int]:
+    """Handle one claimed batch; returns the ids of standings that are still due."""
+    by_tenant: dict[int, list[DueStanding]] = defaultdict(list)
+    for due in claimed:
+        by_tenant[due.tenant_id].append(due)
+    left: list[int] = []
+    for tenant_id, dues in by_tenant.items():
+        left.extend(await _process_tenant(rt, conn, tenant_id, dues, as_of, summary))
+    return left
 
 
 async def _process_tenant(
     rt: Runtime,
     conn: AsyncConnection,
     tenant_id: int,
-    pairs: list[tuple[int, int]],
+    dues: list[DueStanding],
     as_of: datetime,
     summary: SweepSummary,
-) -> None:
+) -> list[int]:
     now = rt.clock()
     ladder_rows = {
         row.id: row
@@ -130,37 +243,41 @@ async def _process_tenant(
         if row.definition is not None
     }
     programs = {p.id: p for p in await programs_repo.programs_of(conn, tenant_id)}
-    member_ids = sorted({m for m, _ in pairs})
-    members = await members_repo.members_by_ids(conn, member_ids)
     standings = Standings(rt, conn, tenant_id, now)
-    standings.adopt(await members_repo.states(conn, member_ids, sorted(ladder_rows)))
+    standings.adopt(
+        {(d.member_id, d.ladder_id): d.state for d in dues},
+        locked={(d.member_id, d.ladder_id): d.id for d in dues},
+    )
     # Figures: one load per program, from the first day any due event needs.
     needs: dict[int, dict[int, tuple[date | None, datetime | None]]] = defaultdict(dict)
     metrics: dict[int, set[str]] = defaultdict(set)
-    for member_id, ladder_id in pairs:
-        row = ladder_rows.get(ladder_id)
-        if row is None or row.definition is None:
-            continue
-        program = programs[row.program_id]
-        member = members[member_id]
-        state = standings.get(member_id, ladder_id)
+    plans: dict[int, _Plan | None] = {}
+    work: list[tuple[DueStanding, _Plan, Spans | None]] = []
+    left: list[int] = []
+    for due_standing in dues:
+        ladder_id = due_standing.ladder_id
+        plan = plans.get(ladder_id, _UNSET)
+        if plan is _UNSET:
+            plan = plans[ladder_id] = _plan(ladder_rows.get(ladder_id), programs)
+            if plan is not None:
+                metrics[plan.program.id] |= plan.metrics
+        state = due_standing.state
         due = next_due(state)
-        if due is None:
+        if plan is None or due is None:
+            left.append(due_standing.id)
             continue
-        keys = row.definition.measure_keys()
-        metrics[program.id] |= {k[0] for k in keys}
-        spans = measuring.intervals(
-            keys,
-            program,
-            at=min(due.measure_at, as_of),
-            enrolled_at=member.enrolled_at,
-            tier_start=state.cycle_start or state.achieved_at,
-        )
-        first = measuring.first_day_needed(spans.values(), program, member.last_activity_at)
-        old = needs[program.id].get(member_id, (None, member.last_activity_at))[0]
+        program_id = plan.program.id
+        member_id = due_standing.member_id
+        at = min(due.measure_at, as_of)
+        spans = plan.spans(at, due_standing.enrolled_at, state.cycle_start or state.achieved_at)
+        last_activity_at = due_standing.last_activity_at
+        first = measuring.first_day_in(plan.tz, spans.values(), last_activity_at)
+        old = needs[program_id].get(member_id, (None, last_activity_at))[0]
         if old is not None and (first is None or old < first):
             first = old
-        needs[program.id][member_id] = (first, member.last_activity_at)
+        needs[program_id][member_id] = (first, last_activity_at)
+        # The first event is measured at the same instant: its intervals serve again.
+        work.append((due_standing, plan, spans if at == due.measure_at else None))
     figures: dict[tuple[int, int], MemberFigures] = {}
     for program_id, wanted in needs.items():
         program = programs[program_id]
@@ -169,54 +286,110 @@ async def _process_tenant(
         )
         for member_id, figure in loaded.items():
             figures[(member_id, program_id)] = figure
-    for member_id, ladder_id in pairs:
-        row = ladder_rows.get(ladder_id)
-        if row is None or row.definition is None:
-            continue
-        program = programs[row.program_id]
-        found = figures.get((member_id, program.id))
+    for due_standing, plan, spans in work:
+        found = figures.get((due_standing.member_id, plan.program.id))
         if found is None:
+            left.append(due_standing.id)
             continue
-        await _handle_standing(
-            conn, standings, row, program, members[member_id], found, as_of, summary
+        state = await _handle_standing(
+            conn, standings, plan, due_standing, found, spans, as_of, summary
         )
+        due_at = state.due_at
+        if due_at is not None and due_at <= as_of:
+            left.append(due_standing.id)
     await standings.flush()
+    return left
+
+
+Spans = dict[MeasureKey, Interval]
+
+#: Windows whose interval at an instant is the same for every member.
+_SHARED_WINDOWS = frozenset(WindowType) - {WindowType.SINCE_TIER_START, WindowType.ANNIVERSARY_YEAR}
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A ladder with a live definition, its program and what its rules measure (for one
+    batch)."""
+
+    row: LadderRow
+    ladder: Ladder
+    program: Program
+    tz: ZoneInfo
+    keys: frozenset[MeasureKey]
+    metrics: frozenset[str]
+    shared: bool
+    """Whether every window measured is the same for all members at an instant."""
+    _spans: dict[datetime, Spans] = field(default_factory=dict)
+
+    def spans(self, at: datetime, enrolled_at: datetime, tier_start: datetime | None) -> Spans:
+        """The intervals of every measured window at ``at`` (not to be modified)."""
+        if self.shared and at.tzinfo is UTC:
+            found = self._spans.get(at)
+            if found is None:
+                found = self._spans[at] = measuring.intervals_in(
+                    self.tz, self.keys, at=at, enrolled_at=enrolled_at, tier_start=tier_start
+                )
+            return found
+        return measuring.intervals_in(
+            self.tz, self.keys, at=at, enrolled_at=enrolled_at, tier_start=tier_start
+        )
+
+
+_UNSET: Any = object()
+
+
+def _plan(row: LadderRow | None, programs: dict[int, Program]) -> _Plan | None:
+    if row is None or row.definition is None:
+        return None
+    keys = frozenset(row.definition.measure_keys())
+    program = programs[row.program_id]
+    return _Plan(
+        row,
+        row.definition,
+        program,
+        program.tz,
+        keys,
+        frozenset(k[0] for k in keys),
+        all(k[1].type in _SHARED_WINDOWS for k in keys),
+    )
 
 
 async def _handle_standing(
     conn: AsyncConnection,
     standings: Standings,
-    row: LadderRow,
-    program: Program,
-    member: MemberRow,
+    plan: _Plan,
+    standing: DueStanding,
     figure: MemberFigures,
+    spans: Spans | None,
     as_of: datetime,
     summary: SweepSummary,
-) -> None:
-    ladder = row.definition
-    assert ladder is not None
-    ctx = Context(
-        tz=program.tz, enrolled_at=member.enrolled_at, last_activity_at=member.last_activity_at
-    )
-    state = standings.get(member.id, row.id)
+) -> TierState:
+    """Handle every event of one standing due by ``as_of``, in time order; ``spans`` are
+    the intervals of its first event, if known."""
+    ladder = plan.ladder
+    program_id = plan.program.id
+    row = plan.row
+    member_id = standing.member_id
+    enrolled_at = standing.enrolled_at
+    ctx = Context(tz=plan.tz, enrolled_at=enrolled_at, last_activity_at=standing.last_activity_at)
+    changes = summary.changes
+    state = standing.state
     for _ in range(MAX_EVENTS_PER_STANDING):
         due = next_due(state)
         if due is None or due.at > as_of:
             break
-        spans = measuring.intervals(
-            ladder.measure_keys(),
-            program,
-            at=due.measure_at,
-            enrolled_at=ctx.enrolled_at,
-            tier_start=state.cycle_start or state.achieved_at,
-        )
+        if spans is None:
+            spans = plan.spans(due.measure_at, enrolled_at, state.cycle_start or state.achieved_at)
         measures = await measuring.measure(
-            conn, figure, spans, member_id=member.id, program_id=program.id
+            conn, figure, spans, member_id=member_id, program_id=program_id
         )
+        spans = None
         outcome = handle(ladder, state, due, measures, ctx)
         state = outcome.state
         summary.events += 1
-        standings.change(member.id, row, state, outcome.change, member.external_id)
+        standings.change(member_id, row, state, outcome.change, standing.external_id)
         if outcome.change is not None:
-            kind = outcome.change.kind.value
-            summary.changes[kind] = summary.changes.get(kind, 0) + 1
+            kind = outcome.change.kind._value_
+            changes[kind] = changes.get(kind, 0) + 1
+    return state

@@ -166,7 +166,7 @@ async def member_status(
     program_id: int | None = Query(default=None, ge=1, le=2**62),
     ladder: str | None = LadderKey,
     as_of: datetime | None = AsOf,
-) -> StatusOut:
+) -> Response:
     status = await service.member_status(
         rt,
         caller,
@@ -175,12 +175,15 @@ async def member_status(
         as_of=_instant(as_of, "as_of"),
         ladder_key=ladder,
     )
-    return StatusOut(
+    body = StatusOut(
         member_id=status.member.external_id,
         program_id=status.program.id,
         as_of=status.as_of,
         ladders=[ladder_status_out(item) for item in status.ladders],
     )
+    # Built and validated just above: encode it once, without FastAPI validating the
+    # response model a second time (the OpenAPI schema still comes from response_model).
+    return Response(content=body.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get("/{member_id}/history", response_model=HistoryOut)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tierwise.db.repos.upsert import add_to
+from tierwise.db.repos.upsert import BULK_MIN_ROWS, add_to, pg_driver
 from tierwise.db.tables import Activity, Base, MetricDay, MetricTotal
 from tierwise.domain.activity import ActivityType, Recorded
 from tierwise.domain.calendar import start_of_day
@@ -123,31 +123,55 @@ async def load_figures(
     if not members or not metrics:
         return figures
     ids = list(members)
-    if with_totals:
-        rows = await conn.execute(
-            select(MetricTotal.member_id, MetricTotal.metric, MetricTotal.value).where(
-                MetricTotal.program_id == program_id,
-                MetricTotal.member_id.in_(ids),
-                MetricTotal.metric.in_(sorted(metrics)),
-            )
-        )
-        for member_id, metric, value in rows:
-            figures[member_id].totals[metric] = value
     firsts = [first for first, _ in members.values() if first is not None]
-    if firsts:
-        day_rows = await conn.execute(
-            select(MetricDay.member_id, MetricDay.metric, MetricDay.day, MetricDay.value).where(
-                MetricDay.program_id == program_id,
-                MetricDay.member_id.in_(ids),
-                MetricDay.metric.in_(sorted(metrics)),
-                MetricDay.day >= min(firsts),
-            )
+    driver = await pg_driver(conn) if len(ids) >= BULK_MIN_ROWS else None
+    if driver is not None:
+        # The same two reads, with the ids as one array parameter.
+        wanted = sorted(metrics)
+        totals: Iterable[Sequence[Any]] = (
+            await driver.fetch(_TOTALS_PG, program_id, ids, wanted) if with_totals else ()
         )
-        for member_id, metric, day, value in day_rows:
-            figure = figures[member_id]
-            if figure.days_from is not None and day >= figure.days_from:
-                figure.days.setdefault(metric, {})[day] = value
+        days: Iterable[Sequence[Any]] = (
+            await driver.fetch(_DAYS_PG, program_id, ids, wanted, min(firsts)) if firsts else ()
+        )
+    else:
+        totals = ()
+        if with_totals:
+            totals = await conn.execute(
+                select(MetricTotal.member_id, MetricTotal.metric, MetricTotal.value).where(
+                    MetricTotal.program_id == program_id,
+                    MetricTotal.member_id.in_(ids),
+                    MetricTotal.metric.in_(sorted(metrics)),
+                )
+            )
+        days = ()
+        if firsts:
+            days = await conn.execute(
+                select(MetricDay.member_id, MetricDay.metric, MetricDay.day, MetricDay.value).where(
+                    MetricDay.program_id == program_id,
+                    MetricDay.member_id.in_(ids),
+                    MetricDay.metric.in_(sorted(metrics)),
+                    MetricDay.day >= min(firsts),
+                )
+            )
+    for member_id, metric, value in totals:
+        figures[member_id].totals[metric] = value
+    for member_id, metric, day, value in days:
+        figure = figures[member_id]
+        if figure.days_from is not None and day >= figure.days_from:
+            figure.days.setdefault(metric, {})[day] = value
     return figures
+
+
+_TOTALS_PG = (
+    "SELECT member_id, metric, value FROM metric_totals "
+    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[])"
+)
+_DAYS_PG = (
+    "SELECT member_id, metric, day, value FROM metric_days "
+    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
+    "AND day >= $4"
+)
 
 
 async def load_day(

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tierwise.db.repos.upsert import insert_ignore
+from tierwise.db.repos.upsert import BULK_MIN_ROWS, copy_rows, insert_ignore, pg_driver
 from tierwise.db.tables import Base, Member, MemberTier, TierChange
 from tierwise.domain.state import Assignment, AssignmentMode, TierState
 from tierwise.domain.state import TierChange as Change
@@ -123,6 +124,30 @@ def _assignment_json(value: Assignment | None) -> dict[str, Any] | None:
     }
 
 
+def _state_of(
+    level_key: str | None,
+    achieved_at: datetime | None,
+    cycle_start: datetime | None,
+    expires_at: datetime | None,
+    check_due_at: datetime | None,
+    previous_level_key: str | None,
+    assignment: dict[str, Any] | None,
+    grace_until: datetime | None,
+    credit: int,
+) -> TierState:
+    return TierState(
+        level_key,
+        achieved_at,
+        cycle_start,
+        expires_at,
+        check_due_at,
+        previous_level_key,
+        None if assignment is None else _assignment(assignment),
+        grace_until,
+        credit,
+    )
+
+
 def _state(row: Row[Any]) -> TierState:
     return TierState(
         level_key=row.level_key,
@@ -151,6 +176,104 @@ async def states(
     return {(row.member_id, row.ladder_id): _state(row) for row in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class DueStanding:
+    """A standing claimed by the sweep, with what the rules need of its member."""
+
+    id: int
+    tenant_id: int
+    member_id: int
+    ladder_id: int
+    state: TierState
+    external_id: str
+    enrolled_at: datetime
+    last_activity_at: datetime | None
+
+
+_DUE_COLUMNS = """
+    t.id, t.tenant_id, t.member_id, t.ladder_id, t.level_key, t.achieved_at, t.cycle_start,
+    t.expires_at, t.check_due_at, t.previous_level_key, t.assignment, t.grace_until,
+    t.credit, m.external_id, m.enrolled_at, m.last_activity_at
+"""
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    *,
+    as_of: datetime,
+    tenant_id: int | None,
+    limit: int,
+    exclude: Collection[int] = (),
+) -> list[DueStanding]:
+    """Lock and read up to ``limit`` standings due by ``as_of`` (earliest first), with
+    their members, in one statement; ``exclude`` holds ``member_tiers`` ids to leave.
+
+    On PostgreSQL rows another transaction holds are skipped (``FOR UPDATE SKIP
+    LOCKED``), so concurrent sweeps never take the same standing."""
+    driver = await pg_driver(conn)
+    if driver is not None:
+        where = ["t.due_at <= $1"]
+        args: list[Any] = [as_of, limit]
+        if tenant_id is not None:
+            args.append(tenant_id)
+            where.append(f"t.tenant_id = ${len(args)}")
+        if exclude:
+            args.append(list(exclude))
+            where.append(f"t.id <> ALL(${len(args)}::bigint[])")
+        # Ordered by due_at alone, so the due_at index serves the order and the limit
+        # however many standings share an instant.
+        records = await driver.fetch(
+            f"SELECT {_DUE_COLUMNS} FROM member_tiers t JOIN members m ON m.id = t.member_id "
+            f"WHERE {' AND '.join(where)} ORDER BY t.due_at LIMIT $2 "
+            "FOR UPDATE OF t SKIP LOCKED",
+            *args,
+        )
+        rows: Sequence[Sequence[Any]] = records
+    else:
+        query = (
+            select(
+                MemberTier.id,
+                MemberTier.tenant_id,
+                MemberTier.member_id,
+                MemberTier.ladder_id,
+                MemberTier.level_key,
+                MemberTier.achieved_at,
+                MemberTier.cycle_start,
+                MemberTier.expires_at,
+                MemberTier.check_due_at,
+                MemberTier.previous_level_key,
+                MemberTier.assignment,
+                MemberTier.grace_until,
+                MemberTier.credit,
+                Member.external_id,
+                Member.enrolled_at,
+                Member.last_activity_at,
+            )
+            .join(Member, Member.id == MemberTier.member_id)
+            .where(MemberTier.due_at <= as_of)
+            .order_by(MemberTier.due_at, MemberTier.id)
+            .limit(limit)
+        )
+        if tenant_id is not None:
+            query = query.where(MemberTier.tenant_id == tenant_id)
+        if exclude:
+            query = query.where(MemberTier.id.not_in(list(exclude)))
+        rows = list(await conn.execute(query))
+    return [
+        DueStanding(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            _state_of(r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12]),
+            r[13],
+            r[14],
+            r[15],
+        )
+        for r in rows
+    ]
+
+
 def _state_values(state: TierState) -> dict[str, Any]:
     return {
         "level_key": state.level_key,
@@ -172,10 +295,26 @@ async def save_states(
     tenant_id: int,
     states: Sequence[tuple[int, int, TierState]],
     now: datetime,
+    locked: Mapping[tuple[int, int], int] | None = None,
 ) -> None:
     """Insert or update many standings ``(member_id, ladder_id, state)`` in one statement
-    per chunk (``INSERT … ON CONFLICT (member_id, ladder_id) DO UPDATE``)."""
+    per chunk (``INSERT … ON CONFLICT (member_id, ladder_id) DO UPDATE``).
+
+    On PostgreSQL many standings go as one array per column (``unnest``) in a single
+    statement; elsewhere, and for a few, as an ``executemany``. ``locked`` maps
+    ``(member_id, ladder_id)`` to the ``member_tiers`` id of standings this transaction
+    holds locked (so they exist): on PostgreSQL those are updated by id."""
     if not states:
+        return
+    driver = await pg_driver(conn) if len(states) >= BULK_MIN_ROWS else None
+    if driver is not None:
+        held = locked or {}
+        by_id = [(held[(m, ladder)], st) for m, ladder, st in states if (m, ladder) in held]
+        if by_id:
+            await _update_states_pg(driver, by_id, now)
+        if len(by_id) < len(states):
+            rest = [x for x in states if (x[0], x[1]) not in held]
+            await _save_states_pg(driver, tenant_id, rest, now)
         return
     table = Base.metadata.tables["member_tiers"]
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -198,6 +337,55 @@ async def save_states(
     await conn.execute(stmt, rows)
 
 
+def _state_arrays(states: Iterable[TierState]) -> list[list[Any]]:
+    """The standings' values as one list per column of ``_STATE_COLUMNS``."""
+    level_key: list[Any] = []
+    previous: list[Any] = []
+    achieved: list[Any] = []
+    cycle: list[Any] = []
+    due: list[Any] = []
+    expires: list[Any] = []
+    check: list[Any] = []
+    grace: list[Any] = []
+    credit: list[Any] = []
+    assignment: list[Any] = []
+    for state in states:
+        level_key.append(state.level_key)
+        previous.append(state.previous_level_key)
+        achieved.append(state.achieved_at)
+        cycle.append(state.cycle_start)
+        due.append(state.due_at)
+        expires.append(state.expires_at)
+        check.append(state.check_due_at)
+        grace.append(state.grace_until)
+        credit.append(state.credit)
+        # As SQLAlchemy's JSON type writes it: None is the JSON ``null``.
+        held = state.assignment
+        assignment.append("null" if held is None else json.dumps(_assignment_json(held)))
+    return [level_key, previous, achieved, cycle, due, expires, check, grace, credit, assignment]
+
+
+async def _save_states_pg(
+    driver: Any, tenant_id: int, states: Sequence[tuple[int, int, TierState]], now: datetime
+) -> None:
+    await driver.execute(
+        _SAVE_STATES_PG,
+        tenant_id,
+        now,
+        [m for m, _, _ in states],
+        [ladder for _, ladder, _ in states],
+        *_state_arrays(s for _, _, s in states),
+    )
+
+
+async def _update_states_pg(
+    driver: Any, states: Sequence[tuple[int, TierState]], now: datetime
+) -> None:
+    await driver.execute(
+        _UPDATE_STATES_PG, now, [i for i, _ in states], *_state_arrays(s for _, s in states)
+    )
+
+
 _STATE_COLUMNS = (
     "level_key",
     "previous_level_key",
@@ -210,6 +398,47 @@ _STATE_COLUMNS = (
     "credit",
     "assignment",
 )
+
+_STATE_TYPES = {
+    "level_key": "text",
+    "previous_level_key": "text",
+    "achieved_at": "timestamptz",
+    "cycle_start": "timestamptz",
+    "due_at": "timestamptz",
+    "expires_at": "timestamptz",
+    "check_due_at": "timestamptz",
+    "grace_until": "timestamptz",
+    "credit": "bigint",
+    "assignment": "text",
+}
+
+
+def _arrays(first: int) -> str:
+    """``$first::text[], …``: one array parameter per state column."""
+    return ", ".join(
+        f"${first + i}::{_STATE_TYPES[name]}[]" for i, name in enumerate(_STATE_COLUMNS)
+    )
+
+
+_SAVE_STATES_PG = f"""
+INSERT INTO member_tiers (tenant_id, member_id, ladder_id, {", ".join(_STATE_COLUMNS)},
+                          created_at, updated_at)
+SELECT $1::bigint, s.member_id, s.ladder_id, {
+    ", ".join(f"s.{n}::json" if n == "assignment" else f"s.{n}" for n in _STATE_COLUMNS)
+}, $2::timestamptz, $2::timestamptz
+FROM unnest($3::bigint[], $4::bigint[], {_arrays(5)})
+     AS s(member_id, ladder_id, {", ".join(_STATE_COLUMNS)})
+ON CONFLICT (member_id, ladder_id) DO UPDATE SET {
+    ", ".join(f"{n} = EXCLUDED.{n}" for n in (*_STATE_COLUMNS, "updated_at"))
+}
+"""
+_UPDATE_STATES_PG = f"""
+UPDATE member_tiers AS t SET {
+    ", ".join(f"{n} = s.{n}::json" if n == "assignment" else f"{n} = s.{n}" for n in _STATE_COLUMNS)
+}, updated_at = $1::timestamptz
+FROM unnest($2::bigint[], {_arrays(3)}) AS s(id, {", ".join(_STATE_COLUMNS)})
+WHERE t.id = s.id
+"""
 
 
 # -- history ------------------------------------------------------------------------------
@@ -225,9 +454,26 @@ class ChangeRow:
     recorded_at: datetime
 
 
-async def add_changes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(insert(TierChange), rows)
+CHANGE_COLUMNS = (
+    "uuid",
+    "tenant_id",
+    "member_id",
+    "ladder_id",
+    "from_level_key",
+    "to_level_key",
+    "kind",
+    "source",
+    "activity_id",
+    "actor",
+    "reason",
+    "occurred_at",
+    "recorded_at",
+)
+
+
+async def add_changes(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append history rows, each a tuple in ``CHANGE_COLUMNS`` order (see ``change_row``)."""
+    await copy_rows(conn, Base.metadata.tables["tier_changes"], CHANGE_COLUMNS, rows)
 
 
 def change_row(
@@ -239,22 +485,22 @@ def change_row(
     change: Change,
     activity_id: int | None,
     now: datetime,
-) -> dict[str, Any]:
-    return {
-        "uuid": uuid,
-        "tenant_id": tenant_id,
-        "member_id": member_id,
-        "ladder_id": ladder_id,
-        "from_level_key": change.from_level,
-        "to_level_key": change.to_level,
-        "kind": change.kind.value,
-        "source": change.source.value,
-        "activity_id": activity_id,
-        "actor": change.actor,
-        "reason": change.reason,
-        "occurred_at": change.at,
-        "recorded_at": now,
-    }
+) -> tuple[Any, ...]:
+    return (
+        uuid,
+        tenant_id,
+        member_id,
+        ladder_id,
+        change.from_level,
+        change.to_level,
+        change.kind._value_,
+        change.source._value_,
+        activity_id,
+        change.actor,
+        change.reason,
+        change.at,
+        now,
+    )
 
 
 async def history(

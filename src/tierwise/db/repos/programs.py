@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.tables import Ladder as LadderTable
@@ -134,10 +134,18 @@ class LadderRow:
 
 class DefinitionCache:
     """Parsed definitions by version id. A version's content never changes once it is
-    live, so entries never go stale."""
+    live, so entries never go stale.
+
+    It also remembers, per ladder, what the status and activity paths need of a live
+    version besides its definition: the version number and the level ids. An entry is
+    keyed by ``(live version id, number of level ids)``, both read with the ladder row on
+    every request: publishing changes the live version id, and level ids are only ever
+    added (never changed or removed), so a stale entry can never be used, also when
+    another process published."""
 
     def __init__(self, size: int = 2048) -> None:
         self._items: dict[int, Ladder] = {}
+        self._live: dict[int, tuple[int, int, int | None, dict[str, int]]] = {}
         self._size = size
 
     def get(self, version_id: int, raw: dict[str, Any]) -> Ladder:
@@ -149,6 +157,39 @@ class DefinitionCache:
             self._items[version_id] = found
         return found
 
+    def parsed(self, version_id: int) -> Ladder | None:
+        return self._items.get(version_id)
+
+    def live(
+        self, ladder_id: int, version_id: int | None, level_count: int
+    ) -> tuple[int | None, dict[str, int]] | None:
+        """``(version number, level ids)`` of a ladder's live version, if remembered for
+        exactly this version and level count."""
+        found = self._live.get(ladder_id)
+        if found is None or found[0] != (version_id or 0) or found[1] != level_count:
+            return None
+        return found[2], found[3]
+
+    def remember(
+        self,
+        ladder_id: int,
+        version_id: int | None,
+        level_count: int,
+        number: int | None,
+        level_ids: dict[str, int],
+    ) -> None:
+        if len(self._live) >= self._size:
+            self._live.clear()
+        self._live[ladder_id] = (version_id or 0, level_count, number, level_ids)
+
+
+_LEVEL_COUNT = (
+    select(func.count(Level.id))
+    .where(Level.ladder_id == LadderTable.id)
+    .correlate(LadderTable)
+    .scalar_subquery()
+    .label("level_count")
+)
 
 _LADDER_COLUMNS = (
     LadderTable.id,
@@ -157,11 +198,25 @@ _LADDER_COLUMNS = (
     LadderTable.program_id,
     LadderTable.key,
     LadderTable.live_version_id,
-    LadderVersion.number,
-    LadderVersion.definition,
     LadderTable.created_at,
     LadderTable.updated_at,
+    _LEVEL_COUNT,
 )
+
+_LADDERS_BASE = (
+    select(*_LADDER_COLUMNS)
+    .where(LadderTable.tenant_id == bindparam("tenant_id"))
+    .order_by(LadderTable.id)
+)
+_LADDERS_QUERIES = {
+    (False, False): _LADDERS_BASE,
+    (True, False): _LADDERS_BASE.where(LadderTable.program_id == bindparam("program_id")),
+    (False, True): _LADDERS_BASE.where(LadderTable.key == bindparam("ladder_key")),
+    (True, True): _LADDERS_BASE.where(
+        LadderTable.program_id == bindparam("program_id"),
+        LadderTable.key == bindparam("ladder_key"),
+    ),
+}
 
 
 async def ladders(
@@ -173,45 +228,174 @@ async def ladders(
     ladder_key: str | None = None,
 ) -> list[LadderRow]:
     """Ladders of a tenant (optionally one program, one key), with live definitions."""
-    query = (
-        select(*_LADDER_COLUMNS)
-        .outerjoin(LadderVersion, LadderVersion.id == LadderTable.live_version_id)
-        .where(LadderTable.tenant_id == tenant_id)
+    query = _LADDERS_QUERIES[(program_id is not None, ladder_key is not None)]
+    params: dict[str, Any] = {"tenant_id": tenant_id}
+    if program_id is not None:
+        params["program_id"] = program_id
+    if ladder_key is not None:
+        params["ladder_key"] = ladder_key
+    rows = (await conn.execute(query, params)).all()
+    return await _ladder_rows(conn, cache, [_LadderProbe.of(row, 0) for row in rows])
+
+
+@dataclass(frozen=True, slots=True)
+class _LadderProbe:
+    """A ladder row as read on every request: everything but the cached parts."""
+
+    id: int
+    uuid: str
+    tenant_id: int
+    program_id: int
+    key: str
+    live_version_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    level_count: int
+
+    @classmethod
+    def of(cls, row: Row[Any], at: int) -> _LadderProbe:
+        return cls(*row[at : at + 9])
+
+
+async def _ladder_rows(
+    conn: AsyncConnection, cache: DefinitionCache, probes: list[_LadderProbe]
+) -> list[LadderRow]:
+    if not probes:
+        return []
+    known: dict[int, tuple[int | None, dict[str, int]]] = {}
+    definitions: dict[int, Ladder] = {}
+    missing: list[_LadderProbe] = []
+    for probe in probes:
+        hit = cache.live(probe.id, probe.live_version_id, probe.level_count)
+        parsed = None if probe.live_version_id is None else cache.parsed(probe.live_version_id)
+        if hit is not None and (probe.live_version_id is None or parsed is not None):
+            known[probe.id] = hit
+            if parsed is not None and probe.live_version_id is not None:
+                definitions[probe.live_version_id] = parsed
+        else:
+            missing.append(probe)
+    if missing:
+        versions = [p.live_version_id for p in missing if p.live_version_id is not None]
+        numbers: dict[int, int] = {}
+        if versions:
+            version_rows = await conn.execute(
+                select(LadderVersion.id, LadderVersion.number, LadderVersion.definition).where(
+                    LadderVersion.id.in_(versions)
+                )
+            )
+            for version_id, number, raw in version_rows:
+                numbers[version_id] = number
+                definitions[version_id] = cache.get(version_id, raw)
+        level_rows = await conn.execute(
+            select(Level.ladder_id, Level.key, Level.id).where(
+                Level.ladder_id.in_([p.id for p in missing])
+            )
+        )
+        level_ids: dict[int, dict[str, int]] = {}
+        for ladder_id, key, level_id in level_rows:
+            level_ids.setdefault(ladder_id, {})[key] = level_id
+        for probe in missing:
+            ids = level_ids.get(probe.id, {})
+            number = None if probe.live_version_id is None else numbers.get(probe.live_version_id)
+            known[probe.id] = (number, ids)
+            # Remember only a consistent read: the count read with the ladder row must
+            # match the level ids read after it (a concurrent publish may add some).
+            if len(ids) == probe.level_count:
+                cache.remember(probe.id, probe.live_version_id, probe.level_count, number, ids)
+    result: list[LadderRow] = []
+    for probe in probes:
+        number, ids = known[probe.id]
+        version_id = probe.live_version_id
+        definition = None
+        if version_id is not None:
+            definition = definitions[version_id]
+        result.append(
+            LadderRow(
+                id=probe.id,
+                uuid=probe.uuid,
+                tenant_id=probe.tenant_id,
+                program_id=probe.program_id,
+                key=probe.key,
+                live_version_id=version_id,
+                live_version_number=number,
+                definition=definition,
+                level_ids=dict(ids),
+                created_at=probe.created_at,
+                updated_at=probe.updated_at,
+            )
+        )
+    return result
+
+
+_PROGRAM_COLUMNS = (
+    Program.id,
+    Program.uuid,
+    Program.tenant_id,
+    Program.name,
+    Program.time_zone,
+    Program.currency,
+    Program.earn_rate,
+    Program.is_default,
+    Program.created_at,
+    Program.updated_at,
+)
+
+
+def _program_ladders_query(by_id: bool, by_key: bool) -> Any:
+    if by_id:
+        chosen: Any = bindparam("program_id")
+    else:
+        chosen = (
+            select(Program.id)
+            .where(Program.tenant_id == bindparam("tenant_id"))
+            .order_by(Program.is_default.desc(), Program.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+    on = (LadderTable.program_id == Program.id) & (LadderTable.tenant_id == Program.tenant_id)
+    if by_key:
+        on = on & (LadderTable.key == bindparam("ladder_key"))
+    return (
+        select(*_PROGRAM_COLUMNS, *_LADDER_COLUMNS)
+        .select_from(Program)
+        .outerjoin(LadderTable, on)
+        .where(Program.tenant_id == bindparam("tenant_id"), Program.id == chosen)
         .order_by(LadderTable.id)
     )
+
+
+_PROGRAM_LADDERS = {
+    (by_id, by_key): _program_ladders_query(by_id, by_key)
+    for by_id in (False, True)
+    for by_key in (False, True)
+}
+
+
+async def program_ladders(
+    conn: AsyncConnection,
+    cache: DefinitionCache,
+    *,
+    tenant_id: int,
+    program_id: int | None = None,
+    ladder_key: str | None = None,
+) -> tuple[ProgramValue | None, list[LadderRow]]:
+    """A program (``program_id``, or the tenant's default one) with its ladders (only
+    ``ladder_key`` when given), in one statement while the definitions are cached.
+
+    The same answer as :func:`program` or :func:`default_program` followed by
+    :func:`ladders`."""
+    params: dict[str, Any] = {"tenant_id": tenant_id}
     if program_id is not None:
-        query = query.where(LadderTable.program_id == program_id)
+        params["program_id"] = program_id
     if ladder_key is not None:
-        query = query.where(LadderTable.key == ladder_key)
-    rows = (await conn.execute(query)).all()
+        params["ladder_key"] = ladder_key
+    query = _PROGRAM_LADDERS[(program_id is not None, ladder_key is not None)]
+    rows = (await conn.execute(query, params)).all()
     if not rows:
-        return []
-    level_rows = await conn.execute(
-        select(Level.ladder_id, Level.key, Level.id).where(
-            Level.ladder_id.in_([row.id for row in rows])
-        )
-    )
-    level_ids: dict[int, dict[str, int]] = {}
-    for ladder_id, key, level_id in level_rows:
-        level_ids.setdefault(ladder_id, {})[key] = level_id
-    return [
-        LadderRow(
-            id=row.id,
-            uuid=row.uuid,
-            tenant_id=row.tenant_id,
-            program_id=row.program_id,
-            key=row.key,
-            live_version_id=row.live_version_id,
-            live_version_number=row.number,
-            definition=None
-            if row.live_version_id is None
-            else cache.get(row.live_version_id, row.definition),
-            level_ids=level_ids.get(row.id, {}),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
-        for row in rows
-    ]
+        return None, []
+    found = ProgramValue(*rows[0][:10])
+    probes = [_LadderProbe.of(row, 10) for row in rows if row[10] is not None]
+    return found, await _ladder_rows(conn, cache, probes)
 
 
 async def add_ladder(
