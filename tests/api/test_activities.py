@@ -418,14 +418,6 @@ def test_partial_returns_never_take_back_more_points_than_were_earned(api: Api) 
     assert figures(api, "m") == {"spend": 0, "orders": 0, "points_earned": 0, "points_balance": 0}
 
 
-@pytest.mark.xfail(
-    reason="BUG: a non-purchase activity can be returned again and again. "
-    "db/repos/activities.py returned_amount sums amount_minor of earlier returns, which is "
-    "NULL for returns of non-purchases, so in services/activities.py _apply `already` is "
-    "0 and the 'any other activity only once' check (`elif amount is not None or "
-    "already`) never fires: the second return is 201 and takes the 300 points again",
-    strict=True,
-)
 def test_a_return_of_a_points_credit_reverses_it_whole(api: Api) -> None:
     """R13: any other activity is reversed whole, once."""
     setup(api)

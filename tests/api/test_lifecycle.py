@@ -1042,13 +1042,6 @@ def test_r21_removing_an_assignment_re_evaluates_the_member_at_once(api: Api) ->
     assert kinds(api, "up")[-1] == ("removed", "silver", "platinum")
 
 
-@pytest.mark.xfail(
-    reason="BUG: when a pin on the member's own level expires and the member still "
-    "qualifies, checks._assignment_expired keeps the pre-pin check_due_at (2025-01-10), so "
-    "the same sweep then handles that stale check, dated before the expiry and measured "
-    "with 2025 figures: Platinum -> Gold -> Silver",
-    strict=True,
-)
 def test_r20_a_member_who_still_qualifies_keeps_the_level_when_a_pin_on_it_expires(
     api: Api,
 ) -> None:

@@ -501,11 +501,6 @@ def test_an_expired_assignment_without_qualifying_figures_lands_on_the_floor() -
     assert no_floor.change is not None and no_floor.change.kind is ChangeKind.EXPIRED
 
 
-@pytest.mark.xfail(
-    reason="BUG: checks._assignment_expired keeps the pre-pin check_due_at when the member "
-    "re-qualifies for the pinned level, so a check dated before the expiry falls due next",
-    strict=True,
-)
 def test_after_an_expired_pin_on_a_still_qualifying_level_nothing_earlier_falls_due() -> None:
     """R15/R20: pinned on their own Platinum (check 2025-01-10 suspended by the pin), the
     pin ends 2025-06-01 and the member still qualifies. Whatever falls due next must lie

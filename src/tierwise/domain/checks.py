@@ -254,10 +254,15 @@ def handle(ladder: Ladder, state: TierState, due: Due, measures: Measures, ctx: 
 def _assignment_expired(
     ladder: Ladder, state: TierState, due: Due, measures: Measures, ctx: Context
 ) -> Outcome:
-    """R20/E7: the assignment ends and the member is re-evaluated on their figures."""
+    """R20/E7: the assignment ends and the member is re-evaluated on their figures.
+
+    A level kept through a pin whose own check fell due meanwhile starts a new cycle now,
+    so that no check from before the assignment is handled afterwards."""
     target = qualified_level(ladder, measures)
     released = replace(state, assignment=None)
-    if target is not None and target.key == state.level_key:
+    stale = state.check_due_at is not None and state.check_due_at <= due.at
+    if target is not None and target.key == state.level_key and not stale:
+        # Same level, its cycle still running: the member simply keeps it.
         return Outcome(
             released,
             TierChange(

@@ -388,7 +388,7 @@ class _Batch:
             else:
                 amount = 0
             effects = return_effects(reverses, amount_minor=amount, already_returned=already)
-            self.returned[reverses.id] = already + amount
+            self.returned[reverses.id] = already + (amount or 1)
             command = replace(command, amount_minor=amount or None)
         else:
             effects = base_effects(

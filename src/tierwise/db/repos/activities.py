@@ -70,10 +70,12 @@ async def recorded(
 
 
 async def returned_amount(conn: AsyncConnection, activity_id: int) -> int:
-    """How much of a purchase earlier returns took back (as a positive amount)."""
+    """How much of a purchase earlier returns took back (as a positive amount); for any
+    other activity, how many returns reversed it (a return of a non-purchase stores no
+    amount and counts as one)."""
     value = (
         await conn.execute(
-            select(func.coalesce(func.sum(Activity.amount_minor), 0)).where(
+            select(func.coalesce(func.sum(func.coalesce(Activity.amount_minor, 1)), 0)).where(
                 Activity.reverses_id == activity_id
             )
         )
