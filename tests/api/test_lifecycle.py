@@ -1162,12 +1162,6 @@ def test_r22_a_status_read_as_of_a_past_instant_agrees_with_level_at(api: Api) -
         assert level_key(view(api, "past", as_of=at)) == level_at(api, "past", at), at
 
 
-@pytest.mark.xfail(
-    reason="BUG: a status read as_of D between now and a later 'lost' change shows no level; "
-    "status.member_status uses the stored standing (level None, achieved_at None) instead "
-    "of replaying history up to D",
-    strict=True,
-)
 def test_r22_a_status_read_as_of_an_instant_before_a_future_loss_shows_the_level_held_then(
     api: Api,
 ) -> None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -368,12 +367,6 @@ def test_level_at_equals_the_status_read_as_of_the_same_instant(
     compare_level_at_with_status(api, members_of(activities), reads)
 
 
-@pytest.mark.xfail(
-    reason="BUG: status as_of D after the real clock uses the stored standing instead of "
-    "the history; after a future 'lost' (level None, achieved_at None) it shows no level "
-    "where level-at shows the level still held at D (status.member_status)",
-    strict=True,
-)
 @FAST
 @given(
     config=configs(),

@@ -313,7 +313,11 @@ async def member_status(
         for row in rows:
             assert row.definition is not None
             state = stored.get(row.id, _NO_STATE)
-            if as_of is not None and (as_of < now or (state.achieved_at or at) > at):
+            if as_of is not None and (
+                as_of < now
+                or (state.achieved_at or at) > at
+                or await _changed_after(conn, member.id, row.id, at)
+            ):
                 history = await members_repo.history(conn, member.id, [row.id], until=at)
                 replayed = state_from_history(history)
                 level = row.definition.level(replayed.level_key or "")
@@ -377,6 +381,15 @@ async def member_status(
                 )
             )
     return MemberStatus(member=member, program=program, as_of=at, ladders=tuple(result))
+
+
+async def _changed_after(
+    conn: AsyncConnection, member_id: int, ladder_id: int, at: datetime
+) -> bool:
+    """True when the history holds a change after ``at`` (e.g. a sweep run ahead of time),
+    so the stored standing is not the one held at ``at`` (R27)."""
+    latest = await members_repo.history(conn, member_id, [ladder_id], limit=1)
+    return bool(latest) and latest[-1].change.at > at
 
 
 def _cycle_end(
