@@ -346,6 +346,8 @@ async def main() -> None:
             ) + (time.process_time() - cpu_before)
         took = time.perf_counter() - started
         pg = pg_cpu.stop()
+        who = resource.RUSAGE_SELF if in_process else resource.RUSAGE_CHILDREN
+        peak_mb = resource.getrusage(who).ru_maxrss / 1024
         rt = Runtime(Settings(database_url=url))
         again = await sweep(rt, as_of=AS_OF)
         await rt.close()
@@ -365,7 +367,14 @@ async def main() -> None:
         print(
             f"CPU: sweep {sweep_cpu:.1f} s ({sweep_cpu / handled * 1e6:.0f} us/standing), "
             f"PostgreSQL {pg:.1f} s ({pg / handled * 1e6:.0f} us/standing); "
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+            f"peak memory of a sweep process {peak_mb:.0f} MB"
+        )
+        cores = os.cpu_count() or 1
+        print(
+            f"on {cores} otherwise idle CPUs the same CPU work would take at least "
+            f"{(sweep_cpu + pg) / cores:.1f} s (projected for 1,000,000: "
+            f"{(sweep_cpu + pg) / cores / handled * 1_000_000:.0f} s)"
         )
         print(
             f"bare set-based aggregate of the same figures: {bare:.2f} s; "
