@@ -25,7 +25,6 @@ from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.programs import LadderRow
 from tierwise.db.repos.upsert import BULK_MIN_ROWS, pg_driver
-from tierwise.db.tables import Event
 from tierwise.domain.activity import (
     ActivityType,
     Effects,
@@ -554,14 +553,14 @@ class _Batch:
         currency = work.program.currency
         if not ladders:
             return earn_for_purchase(
-                amount, currency, earn_rate=work.program.earn_rate, old_multiplier=_one()
+                amount, currency, earn_rate=work.program.earn_rate, old_multiplier=Decimal(1)
             )
         row = ladders[0]
         ladder = row.definition
         assert ladder is not None
         state = standings.get(work.member_id, row.id)
         current = ladder.level(state.level_key) if state.level_key else None
-        old = current.earn_multiplier if current else _one()
+        old = current.earn_multiplier if current else Decimal(1)
         keys = self._earn_keys.get(id(ladder))
         if keys is None:
             keys = measuring.keys_of(ladder) | {(BuiltinMetric.SPEND, LIFETIME)}
@@ -873,12 +872,6 @@ async def _activity_ids(conn: AsyncConnection, uuids: list[str]) -> dict[str, in
     return {row[0]: row[1] for row in rows}
 
 
-def _one() -> Any:
-    from decimal import Decimal
-
-    return Decimal(1)
-
-
 def _plus(
     measures: dict[MeasureKey, int], spans: dict[MeasureKey, Any], effects: Effects, at: datetime
 ) -> dict[MeasureKey, int]:
@@ -899,6 +892,3 @@ def _change_json(ladder_key: str, change: TierChange) -> dict[str, Any]:
         "kind": change.kind.value,
         "at": _iso(change.at),
     }
-
-
-__all__ = ["MAX_BATCH", "ActivityCommand", "Event", "Outcome", "TierState", "record"]
