@@ -178,26 +178,60 @@ def _postgres_processes(database: str) -> dict[int, float]:
     return found
 
 
-class PostgresCpu:
-    """CPU seconds PostgreSQL spends for one database while it runs: sampled every 0.2 s,
-    since a backend's count leaves ``/proc`` with it when its connection closes."""
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+class Sampler:
+    """Sampled every 0.2 s while the sweep runs: the CPU seconds PostgreSQL spends for
+    one database (a backend's count leaves ``/proc`` with it when its connection
+    closes), and the largest resident memory of a process doing the sweep (this one,
+    or its worker processes)."""
 
     def __init__(self, database: str) -> None:
         self.database = database
         self.first = _postgres_processes(database)
         self.last = dict(self.first)
+        self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        self.last.update(_postgres_processes(self.database))
+        me = os.getpid()
+        for pid in [me, *_children(me)]:
+            self.peak_mb = max(self.peak_mb, _rss_mb(pid))
+
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.last.update(_postgres_processes(self.database))
+            self._sample()
 
     def stop(self) -> float:
+        """Stop; returns PostgreSQL's CPU seconds."""
         self._stop.set()
         self._thread.join()
-        self.last.update(_postgres_processes(self.database))
+        self._sample()
         return sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
 
 
@@ -320,7 +354,7 @@ async def main() -> None:
         await conn.close()
         in_process = args.in_process or args.workers == 1 or args.sql_timing or args.profile
         timings = None
-        pg_cpu = PostgresCpu(name)
+        sampler = Sampler(name)
         cpu_before = time.process_time()
         started = time.perf_counter()
         if in_process:
@@ -330,27 +364,20 @@ async def main() -> None:
             summary = _merge(summaries)
             sweep_cpu = time.process_time() - cpu_before
         else:
-            from tierwise.services.sweep import sweep_in_processes
-
-            children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            summary = await asyncio.to_thread(
-                sweep_in_processes,
-                Settings(database_url=url),
-                as_of=AS_OF,
-                batch_size=args.batch_size,
-                workers=args.workers,
-            )
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            sweep_cpu = (
-                after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-            ) + (time.process_time() - cpu_before)
+            summary, sweep_cpu = await asyncio.to_thread(_sweep_in_processes, url, args)
+            sweep_cpu += time.process_time() - cpu_before
         took = time.perf_counter() - started
-        pg = pg_cpu.stop()
-        who = resource.RUSAGE_SELF if in_process else resource.RUSAGE_CHILDREN
-        peak_mb = resource.getrusage(who).ru_maxrss / 1024
-        rt = Runtime(Settings(database_url=url))
-        again = await sweep(rt, as_of=AS_OF)
-        await rt.close()
+        pg = sampler.stop()
+        peak_mb = sampler.peak_mb
+        if in_process:
+            rt = Runtime(Settings(database_url=url))
+            again = await sweep(rt, as_of=AS_OF)
+            await rt.close()
+            start_up = 0.0
+        else:
+            # The second sweep finds nothing: its CPU is what starting the workers costs.
+            again, start_up = await asyncio.to_thread(_sweep_in_processes, url, args)
+            sweep_cpu -= start_up
         if timings is not None:
             print("  wall s  server CPU s   count  statement")
             for statement, (count, seconds, cpu) in sorted(timings.items(), key=lambda x: -x[1][1])[
@@ -364,6 +391,8 @@ async def main() -> None:
             f"in {took:.1f} s = {handled / took:,.0f}/s; changes {summary.changes}; "
             f"second sweep handled {again.standings}"
         )
+        if start_up:
+            print(f"(starting the {args.workers} worker processes took {start_up:.1f} s of CPU)")
         print(
             f"CPU: sweep {sweep_cpu:.1f} s ({sweep_cpu / handled * 1e6:.0f} us/standing), "
             f"PostgreSQL {pg:.1f} s ({pg / handled * 1e6:.0f} us/standing); "
@@ -388,6 +417,18 @@ async def main() -> None:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def _sweep_in_processes(url: str, args: argparse.Namespace) -> tuple[SweepSummary, float]:
+    """``tierwise sweep --workers N``; returns the summary and the workers' CPU seconds."""
+    from tierwise.services.sweep import sweep_in_processes
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary = sweep_in_processes(
+        Settings(database_url=url), as_of=AS_OF, batch_size=args.batch_size, workers=args.workers
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return summary, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def _merge(summaries: list[SweepSummary]) -> SweepSummary:
