@@ -17,7 +17,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos import versions as repo
 from tierwise.db.repos.versions import JobRow
@@ -26,12 +25,15 @@ from tierwise.domain.ladder import Ladder
 from tierwise.domain.lifecycle import enter
 from tierwise.domain.state import ChangeSource, TierChange, TierState
 from tierwise.domain.versions import VersionState
-from tierwise.services.reevaluation import evaluate, member_batch
+from tierwise.services.reevaluation import Decider, batch, evaluate
 from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings
 from tierwise.services.versions import ladder_identity
 
-BATCH = 1000
+BATCH = 5000
+"""Members per go-live transaction (their rows stay locked while it runs)."""
+PREVIEW_BATCH = 20_000
+"""Members per read of the impact preview (it writes nothing)."""
 
 
 async def run_job(
@@ -42,6 +44,7 @@ async def run_job(
     progress: Callable[[int, int], None] | None = None,
 ) -> JobRow:
     """Run (or resume) a go-live job to the end; returns its final row."""
+    decider: Decider | None = None
     while True:
         async with rt.transaction() as conn:
             # Runners of one job take turns: each batch holds the job row (PostgreSQL).
@@ -51,7 +54,15 @@ async def run_job(
             if job.state in ("done", "failed"):
                 return job
             now = rt.clock()
-            members = await member_batch(conn, job.tenant_id, job.cursor, batch_size, lock=True)
+            found = await batch(
+                conn,
+                tenant_id=job.tenant_id,
+                ladder_id=job.ladder_id,
+                after_id=job.cursor,
+                limit=batch_size,
+                lock=True,
+            )
+            members = found.members
             ladders = [
                 row
                 for row in await programs_repo.ladders(
@@ -75,11 +86,19 @@ async def run_job(
             ladder = version.definition
             old = await _previous_definition(conn, job.ladder_id, job.version_id)
             standings = Standings(rt, conn, job.tenant_id, now)
+            # Standings read with the batch; members without one are placed as usual.
+            standings.adopt({(m, row.id): state for m, state in found.states.items()})
             await standings.load(
-                [(m.id, m.external_id, m.enrolled_at, program) for m in members],
+                [
+                    (m.id, m.external_id, m.enrolled_at, program)
+                    for m in members
+                    if m.id not in found.states
+                ],
                 {program.id: [row]},
             )
             states = {m.id: standings.get(m.id, row.id) for m in members}
+            if decider is None or (decider.ladder, decider.old) != (ladder, old):
+                decider = Decider(ladder, old, downgrades_now=job.apply_downgrades_now)
             verdicts = await evaluate(
                 conn,
                 program=program,
@@ -89,6 +108,7 @@ async def run_job(
                 states=states,
                 at=now,
                 downgrades_now=job.apply_downgrades_now,
+                decide=decider,
             )
             changes = Counter(job.changes)
             for item in verdicts:
@@ -239,7 +259,7 @@ async def preview(
     number: int,
     *,
     sample_size: int = 20,
-    batch_size: int = BATCH,
+    batch_size: int = PREVIEW_BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> Preview:
     """What a version would do to today's member base, changing nothing: members per level
@@ -261,15 +281,21 @@ async def preview(
     moves: Counter[str] = Counter()
     rng = random.Random(0)
     cursor = 0
+    decide = Decider(version.definition, ladder_row.definition, downgrades_now=True)
     while True:
         async with rt.transaction() as conn:
-            members = await member_batch(conn, caller.tenant_id, cursor, batch_size)
+            found = await batch(
+                conn,
+                tenant_id=caller.tenant_id,
+                ladder_id=ladder_row.id,
+                after_id=cursor,
+                limit=batch_size,
+            )
+            members = found.members
             if not members:
                 break
-            stored = await members_repo.states(conn, [m.id for m in members], [ladder_row.id])
             states = {
-                m.id: stored.get((m.id, ladder_row.id), _placed(version.definition, m))
-                for m in members
+                m.id: found.states.get(m.id) or _placed(version.definition, m) for m in members
             }
             verdicts = await evaluate(
                 conn,
@@ -280,6 +306,7 @@ async def preview(
                 states=states,
                 at=now,
                 downgrades_now=True,
+                decide=decide,
             )
         cursor = members[-1].id
         for item in verdicts:

@@ -7,22 +7,27 @@ bounded and a job can resume from the last id it committed.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import activities as ledger
+from tierwise.db.repos import members as members_repo
 from tierwise.db.repos.members import MemberRow
+from tierwise.db.repos.upsert import pg_driver
 from tierwise.db.tables import Member
 from tierwise.domain.checks import downgrade_target, keeps
-from tierwise.domain.criteria import Measures
+from tierwise.domain.criteria import Criterion, MeasureKey, Measures, Operator
 from tierwise.domain.evaluation import qualified_level, rank_of
 from tierwise.domain.ladder import Ladder, Level
 from tierwise.domain.program import Program
 from tierwise.domain.state import ChangeKind, TierState
-from tierwise.services import measuring
+from tierwise.services import measuring, qualify_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,32 @@ async def member_batch(
         )
         for r in rows
     ]
+
+
+async def batch(
+    conn: AsyncConnection,
+    *,
+    tenant_id: int,
+    ladder_id: int,
+    after_id: int,
+    limit: int,
+    lock: bool = False,
+) -> qualify_sql.Batch:
+    """``member_batch`` with the members' standings on ``ladder_id`` (those who have one);
+    one statement on PostgreSQL."""
+    driver = await pg_driver(conn)
+    if driver is not None:
+        return await qualify_sql.batch_pg(
+            driver,
+            tenant_id=tenant_id,
+            ladder_id=ladder_id,
+            after_id=after_id,
+            limit=limit,
+            lock=lock,
+        )
+    members = await member_batch(conn, tenant_id, after_id, limit, lock=lock)
+    stored = await members_repo.states(conn, [m.id for m in members], [ladder_id])
+    return qualify_sql.Batch(members, {m: s for (m, _), s in stored.items()}, {})
 
 
 def verdict(
@@ -117,9 +148,62 @@ async def evaluate(
     states: dict[int, TierState],
     at: datetime,
     downgrades_now: bool,
+    decide: Decider | None = None,
 ) -> list[Verdict]:
-    """Verdicts for ``members`` (their standings in ``states``) under ``ladder`` at ``at``."""
-    keys = ladder.measure_keys()
+    """Verdicts for ``members`` (their standings in ``states``, in id order) under
+    ``ladder`` at ``at``. ``decide`` may be shared by the batches of one run."""
+    if decide is None:
+        decide = Decider(ladder, old, downgrades_now=downgrades_now)
+    figures = await measures_of(
+        conn, program=program, ladder=ladder, members=members, states=states, at=at
+    )
+    empty = TierState()
+    return [decide(m, states.get(m.id, empty), figures[m.id]) for m in members]
+
+
+async def measures_of(
+    conn: AsyncConnection,
+    *,
+    program: Program,
+    ladder: Ladder,
+    members: list[MemberRow],
+    states: dict[int, TierState],
+    at: datetime,
+) -> dict[int, Measures]:
+    """Every measure ``ladder`` reads, per member, at ``at``: summed by the database where
+    its sums are exact (``qualify_sql``), by ``measuring`` for the others."""
+    keys = measuring.keys_of(ladder)
+    rest = members
+    found: dict[int, Measures] = {}
+    if conn.dialect.name == "postgresql" and members:
+        spans = qualify_sql.shared_spans(keys, program.tz, at)
+        if spans is not None:
+            exact = [m.id for m in members if qualify_sql.exact_in_sql(m, at)]
+            summed = await qualify_sql.sums(
+                conn, program_id=program.id, spans=spans, member_ids=exact
+            )
+            if summed is not None:
+                found.update(summed)
+                rest = [m for m in members if m.id not in summed]
+    if rest:
+        found.update(
+            await measure_in_python(
+                conn, program=program, keys=keys, members=rest, states=states, at=at
+            )
+        )
+    return found
+
+
+async def measure_in_python(
+    conn: AsyncConnection,
+    *,
+    program: Program,
+    keys: Iterable[MeasureKey],
+    members: list[MemberRow],
+    states: dict[int, TierState],
+    at: datetime,
+) -> dict[int, Measures]:
+    """The reference path: each member's figures loaded and summed by ``measuring``."""
     metrics = {key[0] for key in keys}
     spans_by_member = {}
     needs: dict[int, tuple[date | None, datetime | None]] = {}
@@ -140,18 +224,77 @@ async def evaluate(
     figures = await ledger.load_figures(
         conn, program_id=program.id, tz=program.tz, metrics=metrics, members=needs
     )
-    verdicts = []
+    found: dict[int, Measures] = {}
     for member in members:
-        state = states.get(member.id, TierState())
-        measures = await measuring.measure(
+        found[member.id] = await measuring.measure(
             conn,
             figures[member.id],
             spans_by_member[member.id],
             member_id=member.id,
             program_id=program.id,
         )
-        qualified = qualified_level(ladder, measures)
-        verdicts.append(
-            verdict(member, state, ladder, old, qualified, measures, downgrades_now=downgrades_now)
+    return found
+
+
+_COMPARE: dict[Operator, Callable[[int, int], bool]] = {
+    Operator.GE: operator.ge,
+    Operator.GT: operator.gt,
+    Operator.EQ: operator.eq,
+    Operator.LE: operator.le,
+    Operator.LT: operator.lt,
+}
+
+
+class Decider:
+    """``verdict`` for many members, computed once per distinct situation.
+
+    A verdict reads the figures only through the ladder's criteria (which of them hold)
+    and the standing only through its level, assignment (mode and level) and credit. For
+    members without credit, the verdict is therefore the same for everyone with the same
+    level, assignment and criteria outcomes, and is kept per such key; members with
+    credit (which shifts one criterion's figure) are decided one by one."""
+
+    def __init__(self, ladder: Ladder, old: Ladder | None, *, downgrades_now: bool) -> None:
+        self.ladder = ladder
+        self.old = old
+        self.downgrades_now = downgrades_now
+        criteria: dict[Criterion, None] = {}
+        for level in ladder.levels:
+            for rule in (level.attain, level.maintain):
+                if rule is not None:
+                    criteria.update(dict.fromkeys(rule.criteria))
+        self._tests = [(c.key, _COMPARE[c.operator], c.threshold) for c in criteria]
+        self._known: dict[
+            tuple[Any, ...], tuple[str | None, str | None, str | None, ChangeKind | None, bool]
+        ] = {}
+
+    def __call__(self, member: MemberRow, state: TierState, measures: Measures) -> Verdict:
+        if state.credit:
+            return self._decide(member, state, measures)
+        held = state.assignment
+        key = (
+            state.level_key,
+            None if held is None else held.mode,
+            None if held is None else held.level_key,
+            *[test(measures.get(k, 0), threshold) for k, test, threshold in self._tests],
         )
-    return verdicts
+        known = self._known.get(key)
+        if known is None:
+            found = self._decide(member, state, measures)
+            known = (found.current, found.qualified, found.target, found.kind, found.now)
+            if len(self._known) < 100_000:
+                self._known[key] = known
+            return found
+        return Verdict(member, *known)
+
+    def _decide(self, member: MemberRow, state: TierState, measures: Measures) -> Verdict:
+        ladder = self.ladder
+        return verdict(
+            member,
+            state,
+            ladder,
+            self.old,
+            qualified_level(ladder, measures),
+            measures,
+            downgrades_now=self.downgrades_now,
+        )

@@ -1,0 +1,216 @@
+"""Set-based reads for re-evaluating many members at once (R25, impact preview).
+
+On PostgreSQL a batch of members is read with their standing on one ladder in one
+statement, and their figures (every ``(metric, window)`` a ladder reads) are summed by
+the database in one aggregate per batch, instead of loading each member's daily buckets
+into Python. Only what the SQL sums exactly is computed here:
+
+- windows that do not depend on the member (lifetime, rolling days or months, calendar
+  and fixed years), whose interval starts at a local midnight: whole daily buckets;
+- members with no activity after the instant evaluated (``last_activity_at <= at``):
+  a window's end then needs no single activities of its last day.
+
+Everything else (member-specific windows, members with later activity) is measured by
+the Python path (``measuring``), which the caller keeps as the reference. Elsewhere
+(SQLite) the portable reads are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tierwise.db.repos.members import MemberRow
+from tierwise.db.repos.upsert import pg_driver
+from tierwise.domain.calendar import local_date, start_of_day
+from tierwise.domain.criteria import MeasureKey
+from tierwise.domain.state import Assignment, AssignmentMode, TierState
+from tierwise.domain.windows import WindowType, resolve
+
+#: Windows whose interval is the same for every member at a given instant.
+SHARED_WINDOWS = frozenset(
+    {
+        WindowType.LIFETIME,
+        WindowType.ROLLING_DAYS,
+        WindowType.ROLLING_MONTHS,
+        WindowType.CALENDAR_YEAR,
+        WindowType.FIXED_YEAR,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Members in id order, the standings they hold on one ladder (members without one
+    are absent) and, on PostgreSQL, the ``member_tiers`` ids of those standings."""
+
+    members: list[MemberRow]
+    states: dict[int, TierState]
+    tier_ids: dict[int, int]
+
+
+async def batch_pg(
+    driver: Any, *, tenant_id: int, ladder_id: int, after_id: int, limit: int, lock: bool
+) -> Batch:
+    """The next ``limit`` members of the tenant after ``after_id`` with their standing on
+    ``ladder_id``, in one statement on the asyncpg connection ``driver``; ``lock`` holds
+    the member rows."""
+    query = _BATCH_PG + (" FOR UPDATE OF m" if lock else "")
+    rows = await driver.fetch(query, tenant_id, after_id, limit, ladder_id)
+    members: list[MemberRow] = []
+    states: dict[int, TierState] = {}
+    tier_ids: dict[int, int] = {}
+    for r in rows:
+        member_id = r[0]
+        members.append(MemberRow(member_id, r[1], tenant_id, r[2], r[3], r[4], r[5]))
+        tier_id = r[6]
+        if tier_id is None:
+            continue
+        tier_ids[member_id] = tier_id
+        states[member_id] = TierState(
+            r[7], r[8], r[9], r[10], r[11], r[12], _assignment(r[13]), r[14], r[15]
+        )
+    return Batch(members, states, tier_ids)
+
+
+_BATCH_PG = """
+SELECT m.id, m.uuid, m.external_id, m.enrolled_at, m.last_activity_at, m.created_at,
+       t.id, t.level_key, t.achieved_at, t.cycle_start, t.expires_at, t.check_due_at,
+       t.previous_level_key, t.assignment::text, t.grace_until, t.credit
+FROM members m
+LEFT JOIN member_tiers t ON t.member_id = m.id AND t.ladder_id = $4
+WHERE m.tenant_id = $1 AND m.id > $2
+ORDER BY m.id
+LIMIT $3
+"""
+
+
+def _assignment(raw: str | None) -> Assignment | None:
+    """A stored assignment (JSON text; SQL or JSON null for none), as the members
+    repository reads it."""
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    if value is None:
+        return None
+    expires = value.get("expires_at")
+    return Assignment(
+        level_key=value["level_key"],
+        mode=AssignmentMode(value["mode"]),
+        reason=value["reason"],
+        actor=value["actor"],
+        assigned_at=datetime.fromisoformat(value["assigned_at"]),
+        expires_at=None if expires is None else datetime.fromisoformat(expires),
+    )
+
+
+# -- sums ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSpans:
+    """For each measure key, the first local day summed (None: lifetime), and the last."""
+
+    starts: dict[MeasureKey, date | None]
+    end_day: date
+
+
+def shared_spans(keys: Iterable[MeasureKey], tz: ZoneInfo, at: datetime) -> SharedSpans | None:
+    """The day ranges of ``keys`` at ``at``, or None when one of them is not made of whole
+    days shared by every member (then the Python path measures)."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    starts: dict[MeasureKey, date | None] = {}
+    end_day = local_date(at, tz)
+    for key in keys:
+        window = key[1]
+        if window.type not in SHARED_WINDOWS:
+            return None
+        # enrolled_at/tier_start are not read for shared windows.
+        span = resolve(window, as_of=at, tz=tz, enrolled_at=at, tier_start=None)
+        if span.start is None:
+            starts[key] = None
+            continue
+        day = local_date(span.start, tz)
+        if span.start != start_of_day(day, tz):
+            return None
+        starts[key] = day
+    return SharedSpans(starts, end_day)
+
+
+def exact_in_sql(member: MemberRow, at: datetime) -> bool:
+    """Whether the SQL sums are exact for ``member`` at ``at`` (no activity after it)."""
+    last = member.last_activity_at
+    return last is None or last <= at
+
+
+async def sums(
+    conn: AsyncConnection,
+    *,
+    program_id: int,
+    spans: SharedSpans,
+    member_ids: Sequence[int],
+) -> dict[int, dict[MeasureKey, int]] | None:
+    """Every measure of ``spans`` for ``member_ids`` (ids in ascending order), summed in
+    PostgreSQL: daily buckets from each window's first day to ``spans.end_day``, running
+    totals for lifetime windows. None off PostgreSQL."""
+    driver = await pg_driver(conn)
+    if driver is None:
+        return None
+    keys = list(spans.starts)
+    found: dict[int, dict[MeasureKey, int]] = {m: dict.fromkeys(keys, 0) for m in member_ids}
+    if not member_ids or not keys:
+        return found
+    low, high = member_ids[0], member_ids[-1]
+    lifetime = [k for k in keys if spans.starts[k] is None]
+    windowed = [k for k in keys if spans.starts[k] is not None]
+    wanted = set(member_ids)
+    if lifetime:
+        metrics = sorted({k[0] for k in lifetime})
+        rows = await driver.fetch(_TOTALS_PG, program_id, low, high, metrics)
+        by_metric: dict[str, list[MeasureKey]] = {}
+        for key in lifetime:
+            by_metric.setdefault(key[0], []).append(key)
+        for member_id, metric, value in rows:
+            if member_id in wanted:
+                figures = found[member_id]
+                for key in by_metric[metric]:
+                    figures[key] = value
+    if windowed:
+        args: list[Any] = [program_id, low, high, sorted({k[0] for k in windowed})]
+        args.append(min(d for k in windowed if (d := spans.starts[k]) is not None))
+        args.append(spans.end_day)
+        columns = []
+        for key in windowed:
+            args.append(key[0])
+            args.append(spans.starts[key])
+            columns.append(
+                f"COALESCE(sum(value) FILTER (WHERE metric = ${len(args) - 1}::text "
+                f"AND day >= ${len(args)}::date), 0)::bigint"
+            )
+        rows = await driver.fetch(
+            f"SELECT member_id, {', '.join(columns)} FROM metric_days "
+            "WHERE program_id = $1 AND member_id BETWEEN $2 AND $3 "
+            "AND metric = ANY($4::text[]) AND day >= $5::date AND day <= $6::date "
+            "GROUP BY member_id",
+            *args,
+        )
+        for row in rows:
+            member_id = row[0]
+            if member_id in wanted:
+                figures = found[member_id]
+                for i, key in enumerate(windowed, start=1):
+                    figures[key] = row[i]
+    return found
+
+
+_TOTALS_PG = (
+    "SELECT member_id, metric, value FROM metric_totals "
+    "WHERE program_id = $1 AND member_id BETWEEN $2 AND $3 AND metric = ANY($4::text[])"
+)
