@@ -58,6 +58,9 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         auth_cache_seconds=0,
         sweep_interval_seconds=0,
+        # Every stored status document served is recomputed and compared: a write path
+        # that could leave a stale one fails the test that exercises it.
+        status_docs_verify=True,
         max_body_bytes=256 * 1024,
     )
     upgrade(settings)

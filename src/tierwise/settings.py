@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=300.0, ge=0, description="Period of the in-process sweep job; 0 turns it off."
     )
+    status_docs: bool = Field(
+        default=True,
+        description="Serve status reads from stored documents on PostgreSQL (a cache).",
+    )
+    status_docs_verify: bool = Field(
+        default=False,
+        description="Recompute every stored status document served and fail on a difference "
+        "(for tests).",
+    )
     server_time_zone: str = Field(
         default="UTC", description="Zone the Capillary dialect renders timestamps in."
     )

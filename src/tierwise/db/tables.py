@@ -303,3 +303,18 @@ class LadderCount(Base):
     version_id: Mapped[int] = mapped_column(BigInteger)
     counts: Mapped[dict[str, Any]]
     computed_at: Mapped[datetime]
+
+
+class StatusDoc(Base):
+    """A member's computed status in a program, stored as JSON and served while its
+    ``stamp`` and ``valid_until`` say it is still true (see ``db/repos/status_docs.py``).
+    A cache: deleting any or all rows changes no answer."""
+
+    __tablename__ = "status_docs"
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    stamp: Mapped[str] = mapped_column(Text)
+    computed_at: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text)

@@ -291,8 +291,9 @@ async def member_status(
     as_of: datetime | None = None,
     ladder_key: str | None = None,
     by: MemberRef = MemberRef.EXTERNAL,
+    now: datetime | None = None,
 ) -> MemberStatus:
-    now = rt.clock()
+    now = now or rt.clock()
     at = as_of or now
     async with rt.read() as conn:
         member, stored = await member_with_standings(conn, caller, external_id, by)

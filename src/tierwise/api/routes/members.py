@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import TypeAdapter
 
 from tierwise.api.auth import MembersRead, MembersWrite, RuntimeDep
 from tierwise.api.schemas import (
@@ -27,6 +28,7 @@ from tierwise.domain.ladder import Level
 from tierwise.domain.progress import RuleProgress
 from tierwise.services import members as members_service
 from tierwise.services import status as service
+from tierwise.services import status_documents as documents
 from tierwise.services.status import LadderStatus
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
@@ -34,6 +36,7 @@ router = APIRouter(prefix="/v1/members", tags=["members"])
 NO_NUL = r"^[^\x00]*$"
 MemberId = Path(min_length=1, max_length=128, pattern=NO_NUL, description="Your id for the member")
 AsOf = Query(default=None, description="Evaluate as of this instant (ISO 8601 with offset)")
+_LADDERS = TypeAdapter(list[LadderStatusOut])
 LadderKey = Query(default=None, max_length=64, pattern=NO_NUL, description="Only this ladder")
 
 
@@ -167,23 +170,30 @@ async def member_status(
     ladder: str | None = LadderKey,
     as_of: datetime | None = AsOf,
 ) -> Response:
+    at = _instant(as_of, "as_of")
+    now = rt.clock()
+    stamp: documents.Stamp | None = None
+    served: bytes | None = None
+    if at is None and ladder is None and documents.enabled(rt):
+        served = await documents.lookup(rt, caller, member_id, program_id, now)
+        if served is not None and not rt.settings.status_docs_verify:
+            return Response(content=served, media_type="application/json")
+        if served is None:
+            stamp = await documents.stamp(rt, caller, member_id, program_id)
     status = await service.member_status(
-        rt,
-        caller,
-        member_id,
-        program_id=program_id,
-        as_of=_instant(as_of, "as_of"),
-        ladder_key=ladder,
+        rt, caller, member_id, program_id=program_id, as_of=at, ladder_key=ladder, now=now
     )
-    body = StatusOut(
-        member_id=status.member.external_id,
-        program_id=status.program.id,
-        as_of=status.as_of,
-        ladders=[ladder_status_out(item) for item in status.ladders],
+    # Encoded once, without FastAPI validating the response model a second time (the
+    # OpenAPI schema still comes from response_model).
+    ladders = _LADDERS.dump_json(
+        [ladder_status_out(item) for item in status.ladders], by_alias=True
     )
-    # Built and validated just above: encode it once, without FastAPI validating the
-    # response model a second time (the OpenAPI schema still comes from response_model).
-    return Response(content=body.model_dump_json(by_alias=True), media_type="application/json")
+    body = documents.envelope(status.member.external_id, status.program.id, status.as_of, ladders)
+    if served is not None:
+        documents.check_same(served, body)
+    elif stamp is not None:
+        await documents.store(rt, stamp, status, ladders, now)
+    return Response(content=body, media_type="application/json")
 
 
 @router.get("/{member_id}/history", response_model=HistoryOut)
