@@ -151,10 +151,9 @@ def world(api: Api) -> tuple[int, datetime]:
             bodies.append(activity_body(member, "visit", at=when.isoformat()))
     for start in range(0, len(bodies), 50):
         batch(api, bodies[start : start + 50])
-    for i in range(0, MEMBERS, 11):
-        assign(api, f"m{i:03d}", "gold", mode="pin")
-    for i in range(5, MEMBERS, 13):
-        assign(api, f"m{i:03d}", "silver", mode="floor")
+    for n, i in enumerate(range(0, MEMBERS, 5)):
+        mode = "pin" if n % 2 else "floor"
+        assign(api, f"m{i:03d}", ["silver", "gold", "platinum"][n // 2 % 3], mode=mode)
     return pid, at
 
 
