@@ -30,6 +30,10 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+#: An instant as event payloads write it (``2026-06-01T00:00:00Z``).
+iso_instant = _iso
+
+
 @lru_cache(maxsize=1024)
 def _iso_utc(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")

@@ -21,8 +21,9 @@ import asyncio
 import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from queue import Empty
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,17 +36,19 @@ from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.members import DueStanding
 from tierwise.db.repos.programs import LadderRow
+from tierwise.db.repos.upsert import pg_driver
 from tierwise.db.tables import MemberTier
-from tierwise.domain.checks import Context, handle, next_due
+from tierwise.domain.calendar import local_date, start_of_day
+from tierwise.domain.checks import Context, Due, handle, next_due
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.figures import MemberFigures
 from tierwise.domain.ladder import Ladder
 from tierwise.domain.program import Program
-from tierwise.domain.state import TierState
+from tierwise.domain.state import TierChange, TierState
 from tierwise.domain.windows import Interval, WindowType
-from tierwise.services import measuring
+from tierwise.services import measuring, sweep_sql
 from tierwise.services.runtime import Runtime
-from tierwise.services.standing import Standings
+from tierwise.services.standing import Standings, iso_instant, new_uuids
 from tierwise.settings import Settings
 
 MAX_EVENTS_PER_STANDING = 10_000
@@ -222,36 +225,132 @@ async def _process(
     by_tenant: dict[int, list[DueStanding]] = defaultdict(list)
     for due in claimed:
         by_tenant[due.tenant_id].append(due)
+    driver = await pg_driver(conn)
     left: list[int] = []
+    if driver is None:
+        for tenant_id, dues in by_tenant.items():
+            standings = Standings(rt, conn, tenant_id, rt.clock())
+            standings.adopt(
+                {(d.member_id, d.ladder_id): d.state for d in dues},
+                locked={(d.member_id, d.ladder_id): d.id for d in dues},
+            )
+            recorder = _StandingsRecorder(standings)
+            left.extend(
+                await _process_tenant(rt, conn, None, tenant_id, dues, as_of, summary, recorder)
+            )
+            await standings.flush()
+        return left
+    batch = _BatchRecorder()
     for tenant_id, dues in by_tenant.items():
-        left.extend(await _process_tenant(rt, conn, tenant_id, dues, as_of, summary))
+        left.extend(await _process_tenant(rt, conn, driver, tenant_id, dues, as_of, summary, batch))
+    await batch.flush(driver, rt.clock())
     return left
+
+
+class _StandingsRecorder:
+    """Records into a ``Standings`` (the portable path)."""
+
+    __slots__ = ("standings",)
+
+    def __init__(self, standings: Standings) -> None:
+        self.standings = standings
+
+    def change(
+        self, standing: DueStanding, row: LadderRow, state: TierState, change: TierChange | None
+    ) -> None:
+        self.standings.change(standing.member_id, row, state, change, standing.external_id)
+
+
+class _BatchRecorder:
+    """Collects a batch's new standings and changes for one set-based write (PostgreSQL)."""
+
+    __slots__ = ("changes", "states")
+
+    def __init__(self) -> None:
+        self.states: dict[int, TierState] = {}
+        self.changes: list[tuple[DueStanding, LadderRow, TierChange]] = []
+
+    def change(
+        self, standing: DueStanding, row: LadderRow, state: TierState, change: TierChange | None
+    ) -> None:
+        self.states[standing.id] = state
+        if change is not None:
+            self.changes.append((standing, row, change))
+
+    async def flush(self, driver: Any, now: datetime) -> None:
+        if not self.states:
+            return
+        arrays = sweep_sql.ChangeArrays()
+        uuids = new_uuids(2 * len(self.changes))
+        payload_text = sweep_sql.payload_text
+        for n, (standing, row, change) in enumerate(self.changes):
+            change_uuid = uuids[2 * n]
+            kind = change.kind._value_
+            source = change.source._value_
+            arrays.change_uuid.append(change_uuid)
+            arrays.event_uuid.append(uuids[2 * n + 1])
+            arrays.tenant_id.append(standing.tenant_id)
+            arrays.member_id.append(standing.member_id)
+            arrays.ladder_id.append(row.id)
+            arrays.from_level.append(change.from_level)
+            arrays.to_level.append(change.to_level)
+            arrays.kind.append(kind)
+            arrays.source.append(source)
+            arrays.actor.append(change.actor)
+            arrays.reason.append(change.reason)
+            arrays.at.append(change.at)
+            arrays.payload.append(
+                payload_text(
+                    {
+                        "change_id": change_uuid,
+                        "member_id": standing.external_id or "",
+                        "program_id": row.program_id,
+                        "ladder": row.key,
+                        "from": change.from_level,
+                        "to": change.to_level,
+                        "kind": kind,
+                        "source": source,
+                        "activity_id": None,
+                        "actor": change.actor,
+                        "reason": change.reason,
+                        "at": iso_instant(change.at),
+                    }
+                )
+            )
+        await sweep_sql.write_batch(
+            driver, now=now, standings=list(self.states.items()), changes=arrays
+        )
+        self.states = {}
+        self.changes = []
+
+
+_Recorder = _StandingsRecorder | _BatchRecorder
 
 
 async def _process_tenant(
     rt: Runtime,
     conn: AsyncConnection,
+    driver: Any | None,
     tenant_id: int,
     dues: list[DueStanding],
     as_of: datetime,
     summary: SweepSummary,
+    recorder: _Recorder,
 ) -> list[int]:
-    now = rt.clock()
     ladder_rows = {
         row.id: row
         for row in await programs_repo.ladders(conn, rt.definitions, tenant_id=tenant_id)
         if row.definition is not None
     }
     programs = {p.id: p for p in await programs_repo.programs_of(conn, tenant_id)}
-    standings = Standings(rt, conn, tenant_id, now)
-    standings.adopt(
-        {(d.member_id, d.ladder_id): d.state for d in dues},
-        locked={(d.member_id, d.ladder_id): d.id for d in dues},
-    )
+    plans: dict[int, _Plan | None] = {}
+    if driver is not None:
+        dues = await _fast_first_events(
+            driver, plans, ladder_rows, programs, dues, as_of, summary, recorder
+        )
     # Figures: one load per program, from the first day any due event needs.
     needs: dict[int, dict[int, tuple[date | None, datetime | None]]] = defaultdict(dict)
     metrics: dict[int, set[str]] = defaultdict(set)
-    plans: dict[int, _Plan | None] = {}
     work: list[tuple[DueStanding, _Plan, Spans | None]] = []
     left: list[int] = []
     for due_standing in dues:
@@ -259,14 +358,13 @@ async def _process_tenant(
         plan = plans.get(ladder_id, _UNSET)
         if plan is _UNSET:
             plan = plans[ladder_id] = _plan(ladder_rows.get(ladder_id), programs)
-            if plan is not None:
-                metrics[plan.program.id] |= plan.metrics
         state = due_standing.state
         due = next_due(state)
         if plan is None or due is None:
             left.append(due_standing.id)
             continue
         program_id = plan.program.id
+        metrics[program_id] |= plan.metrics
         member_id = due_standing.member_id
         at = min(due.measure_at, as_of)
         spans = plan.spans(at, due_standing.enrolled_at, state.cycle_start or state.achieved_at)
@@ -292,13 +390,121 @@ async def _process_tenant(
             left.append(due_standing.id)
             continue
         state = await _handle_standing(
-            conn, standings, plan, due_standing, found, spans, as_of, summary
+            conn, recorder, plan, due_standing, found, spans, as_of, summary
         )
         due_at = state.due_at
         if due_at is not None and due_at <= as_of:
             left.append(due_standing.id)
-    await standings.flush()
     return left
+
+
+async def _fast_first_events(
+    driver: Any,
+    plans: dict[int, _Plan | None],
+    ladder_rows: dict[int, LadderRow],
+    programs: dict[int, Program],
+    dues: list[DueStanding],
+    as_of: datetime,
+    summary: SweepSummary,
+    recorder: _Recorder,
+) -> list[DueStanding]:
+    """Handle the first due event of every standing whose figures are sums of whole days
+    (or running totals), measured for the whole batch in one statement per program.
+
+    Returns the standings left for the general path: those whose figures need single
+    activities (a window edge inside a day), those with no live definition or nothing
+    due by ``as_of`` (handled there as before), and those with a further event due by
+    ``as_of`` (with the state after their first event)."""
+    rest: list[DueStanding] = []
+    # Per program: the distinct (member, metric, first day, last day) wanted, by index.
+    wanted: dict[int, dict[tuple[int, str, date | None, date], int]] = defaultdict(dict)
+    work: list[tuple[DueStanding, _Plan, Due, list[tuple[MeasureKey, int]]]] = []
+    for standing in dues:
+        ladder_id = standing.ladder_id
+        plan = plans.get(ladder_id, _UNSET)
+        if plan is _UNSET:
+            plan = plans[ladder_id] = _plan(ladder_rows.get(ladder_id), programs)
+        state = standing.state
+        due = next_due(state)
+        if plan is None or due is None or due.at > as_of:
+            rest.append(standing)
+            continue
+        spans = plan.spans(
+            due.measure_at, standing.enrolled_at, state.cycle_start or state.achieved_at
+        )
+        days = _whole_days(plan.tz, spans, standing.last_activity_at)
+        if days is None:
+            rest.append(standing)
+            continue
+        index = wanted[plan.program.id]
+        member_id = standing.member_id
+        slots: list[tuple[MeasureKey, int]] = []
+        for key, first, last in days:
+            request = (member_id, key[0], first, last)
+            slot = index.get(request)
+            if slot is None:
+                slot = index[request] = len(index)
+            slots.append((key, slot))
+        work.append((standing, plan, due, slots))
+    sums: dict[int, list[int]] = {}
+    for program_id, index in wanted.items():
+        sums[program_id] = await sweep_sql.window_sums(driver, program_id, list(index))
+    changes = summary.changes
+    events = 0
+    for standing, plan, due, slots in work:
+        found = sums[plan.program.id]
+        measures = {key: found[slot] for key, slot in slots}
+        ctx = Context(
+            tz=plan.tz, enrolled_at=standing.enrolled_at, last_activity_at=standing.last_activity_at
+        )
+        outcome = handle(plan.ladder, standing.state, due, measures, ctx)
+        state = outcome.state
+        events += 1
+        recorder.change(standing, plan.row, state, outcome.change)
+        if outcome.change is not None:
+            kind = outcome.change.kind._value_
+            changes[kind] = changes.get(kind, 0) + 1
+        following = next_due(state)
+        if following is not None and following.at <= as_of:
+            rest.append(replace(standing, state=state))
+    summary.events += events
+    return rest
+
+
+def _whole_days(
+    tz: ZoneInfo, spans: Spans, last_activity_at: datetime | None
+) -> list[tuple[MeasureKey, date | None, date]] | None:
+    """Each window as ``(key, first day or None for lifetime, last day)`` when its sum is
+    one of whole daily buckets (or the running total); None when an edge falls inside a
+    day, so that the day's single activities are needed."""
+    found: list[tuple[MeasureKey, date | None, date]] = []
+    for key, span in spans.items():
+        if last_activity_at is not None and last_activity_at > span.end:
+            return None
+        first, partial, last = _span_days(span, tz)
+        if partial:
+            return None
+        found.append((key, first, last))
+    return found
+
+
+def _interval_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
+    """``(start day, whether the start falls inside it, end day)``, as the figures count
+    them (``domain.figures``)."""
+    end_day = local_date(interval.end, tz)
+    if interval.start is None:
+        return None, False, end_day
+    start_day = local_date(interval.start, tz)
+    return start_day, interval.start != start_of_day(start_day, tz), end_day
+
+
+_shared_interval_days = lru_cache(maxsize=8192)(_interval_days)
+
+
+def _span_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
+    if interval.end.tzinfo is UTC and (interval.start is None or interval.start.tzinfo is UTC):
+        return _shared_interval_days(interval, tz)
+    return _interval_days(interval, tz)
 
 
 Spans = dict[MeasureKey, Interval]
@@ -357,7 +563,7 @@ def _plan(row: LadderRow | None, programs: dict[int, Program]) -> _Plan | None:
 
 async def _handle_standing(
     conn: AsyncConnection,
-    standings: Standings,
+    recorder: _Recorder,
     plan: _Plan,
     standing: DueStanding,
     figure: MemberFigures,
@@ -388,7 +594,7 @@ async def _handle_standing(
         outcome = handle(ladder, state, due, measures, ctx)
         state = outcome.state
         summary.events += 1
-        standings.change(member_id, row, state, outcome.change, standing.external_id)
+        recorder.change(standing, row, state, outcome.change)
         if outcome.change is not None:
             kind = outcome.change.kind._value_
             changes[kind] = changes.get(kind, 0) + 1

@@ -579,3 +579,9 @@ async def upgrade_caused_by(
         activity_id=row.activity_id,
         recorded_at=row.recorded_at,
     )
+
+
+# For set-based writers elsewhere (the sweep's one-statement batch write).
+STATE_COLUMNS = _STATE_COLUMNS
+STATE_TYPES = _STATE_TYPES
+state_arrays = _state_arrays
