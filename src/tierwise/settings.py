@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a verified API key is trusted in-process."
     )
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="Connections kept open per process (10 more may open under bursts).",
+    )
     sweep_interval_seconds: float = Field(
         default=300.0, ge=0, description="Period of the in-process sweep job; 0 turns it off."
     )

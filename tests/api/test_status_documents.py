@@ -8,6 +8,7 @@ must show the real status, not the marker. PostgreSQL only: SQLite always comput
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +48,9 @@ def clock() -> Clock:
 def app_api(settings: Settings, clock: Clock, tenant_name: str) -> Iterator[Api]:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("status documents are stored on PostgreSQL only")
-    quiet = settings.model_copy(update={"status_docs_verify": False})
+    # Keys are remembered, as in production: the fast path (api/stored_status.py) only
+    # serves callers whose key was verified moments ago.
+    quiet = settings.model_copy(update={"status_docs_verify": False, "auth_cache_seconds": 60})
     rt = Runtime(quiet, clock=clock)
     with TestClient(create_app(quiet, runtime=rt), raise_server_exceptions=False) as client:
         yield Api(client, make_key(client, tenant_name, ALL_SCOPES))
@@ -238,3 +241,36 @@ def test_a_future_dated_activity_keeps_the_status_computed(app_api: Api, clock: 
     clock.set("2026-03-08T12:00:00+00:00")  # the member's activity lies ahead
     _read(app_api)
     assert not _served(app_api)
+
+
+def test_every_credential_style_reads_the_same_status(app_api: Api) -> None:
+    _setup(app_api)
+    expected = _read(app_api)["ladders"]
+    key = app_api.key
+    basic = base64.b64encode(f"{key.key_id}:{key.secret}".encode()).decode()
+    for headers in (
+        {"X-API-Key": key.secret},
+        {"Authorization": f"Basic {basic}"},
+        {"Authorization": f"Bearer {key.secret}"},
+    ):
+        response = app_api.client.get("/v1/members/m1/status", headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["ladders"] == expected
+
+
+def test_the_fast_path_never_bypasses_auth_scope_or_tenancy(app_api: Api) -> None:
+    _setup(app_api)
+    _read(app_api)  # stores the document
+    client = app_api.client
+    no_key = client.get("/v1/members/m1/status")
+    assert no_key.status_code == 401
+    wrong = client.get("/v1/members/m1/status", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    writer = make_key(client, app_api.key.tenant, ["activities:write"])
+    headers = {"Authorization": f"Bearer {writer.secret}"}
+    assert client.get("/v1/members/m1/status", headers=headers).status_code == 403
+    assert client.get("/v1/members/m1/status", headers=headers).status_code == 403
+    other = Api(client, make_key(client, f"other-{app_api.key.tenant}", ALL_SCOPES))
+    assert other.get("/v1/members/m1/status").status_code == 404
+    assert other.get("/v1/members/m1/status").status_code == 404
+    assert app_api.get("/v1/members/nobody/status").status_code == 404

@@ -15,6 +15,7 @@ from tierwise.api.dialects import DIALECTS
 from tierwise.api.errors import ErrorRouter, install
 from tierwise.api.limits import BodyLimit
 from tierwise.api.routes import activities, lifecycle, members, programs, versions
+from tierwise.api.stored_status import StoredStatus
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
 from tierwise.settings import Settings
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (programs, versions, activities, members, lifecycle):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(StoredStatus)
     app.include_router(versions.jobs_router)
     for dialect in DIALECTS:
         app.include_router(dialect.router)

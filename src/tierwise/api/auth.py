@@ -18,7 +18,9 @@ from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.tenants import KeyVerifier, Scope
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a costly hop
+    # on every request for a one-line lookup.
     rt: Runtime = request.app.state.runtime
     return rt
 

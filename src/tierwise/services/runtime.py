@@ -6,7 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tierwise.db.engine import create_engine
@@ -51,6 +54,7 @@ class Runtime:
             if self.engine.dialect.name == "postgresql"
             else None
         )
+        self._driver_pool: Any = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -73,5 +77,22 @@ class Runtime:
         async with self._reader.connect() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """A bare asyncpg connection from a pool of its own (PostgreSQL only), for the
+        hottest single-statement reads: no SQLAlchemy layer, autocommit."""
+        if self._driver_pool is None:
+            url = make_url(self.settings.database_url).set(drivername="postgresql")
+            self._driver_pool = await asyncpg.create_pool(
+                url.render_as_string(hide_password=False),
+                min_size=1,
+                max_size=self.settings.db_pool_size,
+            )
+        async with self._driver_pool.acquire() as conn:
+            yield conn
+
     async def close(self) -> None:
+        if self._driver_pool is not None:
+            await self._driver_pool.close()
+            self._driver_pool = None
         await self.engine.dispose()

@@ -70,8 +70,7 @@ async def lookup(
     rt: Runtime, caller: Caller, external_id: str, program_id: int | None, now: datetime
 ) -> bytes | None:
     """The stored status response of the member at ``now``, if one is still true."""
-    async with rt.read() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
+    async with rt.driver() as driver:
         found = await repo.lookup(driver, caller.tenant_id, external_id, program_id, now)
     if found is None:
         return None

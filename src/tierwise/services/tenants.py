@@ -133,6 +133,14 @@ class KeyVerifier:
     def forget(self) -> None:
         self._cache.clear()
 
+    def remembered(self, secret: str) -> Caller | None:
+        """The caller of a bearer secret verified less than ``auth_cache_seconds`` ago,
+        without touching the database (None: not remembered, verify it)."""
+        hit = self._cache.get(f"None:{hash_secret(secret)}")
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     async def by_secret(self, secret: str) -> Caller:
         return await self._verify(hash_secret(secret), key_id=None)
 

@@ -1,0 +1,87 @@
+"""The status read's fast path: ``GET /v1/members/{id}/status`` answered from a stored
+document before routing (issue 2, item 11a).
+
+It serves only what it can answer for sure: a plain read (no query string) with a bearer
+or ``X-API-Key`` secret verified moments ago that holds ``members:read``, whose stored
+document is still true (``services/status_documents.py``). Anything else (another
+credential style, an unknown key, a missing scope or member, no document, an error) goes
+on to the router, whose route gives the same answer the slow way, or the error."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tierwise.services import status_documents as documents
+from tierwise.services.runtime import Runtime
+from tierwise.services.tenants import KeyVerifier
+from tierwise.services.tenants import Scope as KeyScope
+
+_PATH = re.compile(r"^/v1/members/([^/\x00]{1,128})/status$")
+_READ = KeyScope.MEMBERS_READ.value
+_log = logging.getLogger(__name__)
+
+
+class StoredStatus:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
+            match = _PATH.match(scope["path"])
+            if match is not None and await self._serve(scope, match.group(1), send):
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, member_id: str, send: Send) -> bool:
+        state = scope["app"].state
+        rt: Runtime | None = getattr(state, "runtime", None)
+        keys: KeyVerifier | None = getattr(state, "verifier", None)
+        if rt is None or keys is None or rt.settings.status_docs_verify:
+            return False
+        if not documents.enabled(rt):
+            return False
+        secret = _secret(scope)
+        caller = None if secret is None else keys.remembered(secret)
+        if caller is None or _READ not in caller.scopes:
+            return False
+        try:
+            body = await documents.lookup(rt, caller, member_id, None, rt.clock())
+        except Exception:  # the route will answer, or report the error properly
+            _log.exception("stored status lookup failed; computing the status instead")
+            return False
+        if body is None:
+            return False
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+
+def _secret(scope: Scope) -> str | None:
+    """The secret the way ``auth.authenticate`` reads it: ``X-API-Key`` first, then a
+    bearer token (HTTP Basic goes the slow way)."""
+    api_key: bytes | None = None
+    authorization: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            api_key = value
+        elif name == b"authorization":
+            authorization = value
+    if api_key:
+        return api_key.decode("latin-1").strip() or None
+    if authorization:
+        scheme, _, rest = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip()
+    return None
