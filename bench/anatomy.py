@@ -484,10 +484,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also dissect single and batch activity POSTs (writes data)",
     )
+    parser.add_argument(
+        "--writes-only",
+        action="store_true",
+        help="dissect only the single and batch activity POSTs (writes data)",
+    )
+    parser.add_argument(
+        "--seeded",
+        type=int,
+        default=0,
+        help="write to the first N seeded members m0000… instead of MEMBERS",
+    )
+    parser.add_argument("--batches", type=int, default=1, help="batches to dissect")
     args = parser.parse_args(argv)
-    probes = [status_probe(f"GET status of {m}", m, args.requests) for m in args.members]
-    if args.writes:
-        probes += [single_probe(args.members), batch_probe(args.members)]
+    probes = (
+        []
+        if args.writes_only
+        else [status_probe(f"GET status of {m}", m, args.requests) for m in args.members]
+    )
+    if args.writes or args.writes_only:
+        targets = [f"m{i:04d}" for i in range(args.seeded)] if args.seeded else args.members
+        probes += [single_probe(targets), batch_probe(targets, args.batches)]
     print(render(dissect(args.database_url, args.secret, probes), top_for=len(probes)))
     return 0
 

@@ -8,6 +8,7 @@ needs that one day's activities, which the caller loads on request (``partial_da
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +57,11 @@ class MemberFigures:
     last_activity_at: datetime | None = None
     day_activities: dict[date, DayActivities] = field(default_factory=dict)
     _pending: dict[date, DayActivities] = field(default_factory=dict)
+    _prefix: dict[str, tuple[int, list[date], list[int]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Per metric: ``(bucket count, days ascending, running sums)``, built on the first
+    sum and kept up to date by ``apply`` (rebuilt when the buckets change otherwise)."""
 
     # -- what must be loaded ----------------------------------------------------------
 
@@ -81,19 +87,44 @@ class MemberFigures:
 
     # -- sums -------------------------------------------------------------------------
 
+    def _sums(self, metric: str) -> tuple[list[date], list[int]]:
+        """The metric's bucket days in order and their running sums (``sums[i]`` is the
+        sum of the first ``i`` buckets)."""
+        buckets = self.days.get(metric)
+        if not buckets:
+            return [], [0]
+        cached = self._prefix.get(metric)
+        if cached is not None and cached[0] == len(buckets):
+            return cached[1], cached[2]
+        days = sorted(buckets)
+        sums = [0] * (len(days) + 1)
+        running = 0
+        for i, day in enumerate(days, 1):
+            running += buckets[day]
+            sums[i] = running
+        self._prefix[metric] = (len(days), days, sums)
+        return days, sums
+
+    def range_sum(self, metric: str, first: date | None, last: date | None) -> int:
+        """The sum of the metric's loaded buckets from day ``first`` to day ``last``
+        (both included; None: unbounded on that side)."""
+        days, sums = self._sums(metric)
+        lo = 0 if first is None else bisect_left(days, first)
+        hi = len(days) if last is None else bisect_right(days, last)
+        return sums[hi] - sums[lo] if hi > lo else 0
+
     def value(self, metric: str, interval: Interval) -> int:
         start_day, start_partial, end_day, end_partial = self._edges(interval)
-        buckets = self.days.get(metric, {})
         if start_day is None:
             total = self.totals.get(metric, 0)
             if not end_partial:
                 return total
-            later = sum(v for d, v in buckets.items() if d > end_day)
+            later = self.range_sum(metric, end_day + timedelta(days=1), None)
             later += self._day_sum(metric, end_day, after=interval.end)
             return total - later
         first = start_day + timedelta(days=1) if start_partial else start_day
         last = end_day - timedelta(days=1) if end_partial else end_day
-        total = sum(v for d, v in buckets.items() if first <= d <= last)
+        total = self.range_sum(metric, first, last)
         assert interval.start is not None
         if start_day == end_day:
             if start_partial or end_partial:
@@ -132,11 +163,28 @@ class MemberFigures:
 
     def apply(self, occurred_at: datetime, effects: Effects) -> None:
         """Add an activity not yet stored, so later evaluations in a batch see it."""
-        day = local_date(occurred_at, self.tz)
+        self.apply_on(local_date(occurred_at, self.tz), occurred_at, effects)
+
+    def apply_on(self, day: date, occurred_at: datetime, effects: Effects) -> None:
+        """``apply`` for a caller that knows the activity's local ``day`` already."""
+        prefix = self._prefix
         for metric, delta in effects.items():
             self.totals[metric] = self.totals.get(metric, 0) + delta
             bucket = self.days.setdefault(metric, {})
-            bucket[day] = bucket.get(day, 0) + delta
+            old = bucket.get(day)
+            bucket[day] = delta if old is None else old + delta
+            cached = prefix.get(metric)
+            if cached is None:
+                continue
+            count, days, sums = cached
+            if old is not None and count == len(bucket) and days and days[-1] == day:
+                sums[-1] += delta  # the latest day grew: only its running sum moves
+            elif old is None and count + 1 == len(bucket) and (not days or days[-1] < day):
+                days.append(day)  # a new latest day
+                sums.append(sums[-1] + delta)
+                prefix[metric] = (count + 1, days, sums)
+            else:
+                del prefix[metric]
         self._pending.setdefault(day, []).append((occurred_at, effects))
         if day in self.day_activities:
             self.day_activities[day].append((occurred_at, effects))

@@ -13,9 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,7 +25,7 @@ from tierwise.db.repos import member_writes
 from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.programs import LadderRow
-from tierwise.db.repos.upsert import BULK_MIN_ROWS, pg_driver
+from tierwise.db.repos.upsert import pg_driver
 from tierwise.domain.activity import (
     ActivityType,
     Effects,
@@ -48,6 +49,7 @@ from tierwise.domain.program import Program
 from tierwise.domain.state import AssignmentMode, ChangeKind, ChangeSource, TierChange, TierState
 from tierwise.domain.windows import LIFETIME, Interval
 from tierwise.services import measuring
+from tierwise.services.ingest_plan import Starts, plan_for
 from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings
 
@@ -99,13 +101,24 @@ async def record(rt: Runtime, caller: Caller, commands: list[ActivityCommand]) -
                 outcomes = await _Batch(rt, conn, caller, commands).run()
                 await conn.commit()
                 return outcomes
-        except IntegrityError as exc:
+        except _CLASHES as exc:
             if attempt == 2:
                 raise Conflict(
                     "the activity clashed with a concurrent write; retry it",
                     code="concurrent_write",
                 ) from exc
     raise AssertionError("unreachable")
+
+
+try:
+    from asyncpg.exceptions import (  # type: ignore[import-untyped]
+        IntegrityConstraintViolationError,
+    )
+except ImportError:  # pragma: no cover - asyncpg is installed with the PostgreSQL extra
+    _CLASHES: tuple[type[Exception], ...] = (IntegrityError,)
+else:
+    # Statements sent on the driver connection raise the driver's own error.
+    _CLASHES = (IntegrityError, IntegrityConstraintViolationError)
 
 
 def _iso(value: datetime) -> str:
@@ -140,6 +153,17 @@ class _Batch:
         self.returned: dict[int, int] = {}
         self._spans: dict[tuple[Any, ...], dict[MeasureKey, Interval]] = {}
         self._earn_keys: dict[int, frozenset[MeasureKey]] = {}
+        self._starts = Starts()
+        self.driver: Any | None = None
+        """The asyncpg connection on PostgreSQL (set once the transaction has begun)."""
+        self._days: dict[tuple[datetime, ZoneInfo], date] = {}
+
+    def _day(self, at: datetime, tz: ZoneInfo) -> date:
+        """``local_date``, once per instant and zone within the batch."""
+        day = self._days.get((at, tz))
+        if day is None:
+            day = self._days[(at, tz)] = local_date(at, tz)
+        return day
 
     def _intervals(
         self,
@@ -166,6 +190,8 @@ class _Batch:
     async def run(self) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(self.commands)
         fresh = await self._replays(outcomes)
+        if fresh and self.conn.dialect.name == "postgresql":
+            self.driver = await pg_driver(self.conn)
         if fresh:
             await self._process(fresh, outcomes)
         return [outcome for outcome in outcomes if outcome is not None]
@@ -203,10 +229,20 @@ class _Batch:
             await self._program(self.commands[index].program_id, index)
         works = await self._members(fresh)
         standings = Standings(self.rt, self.conn, self.caller.tenant_id, self.now)
-        await standings.load(
-            [(w.member_id, w.external_id, w.enrolled_at, w.program) for w in works.values()],
-            {pid: rows for pid, rows in self.ladders.items()},
-        )
+        members = [(w.member_id, w.external_id, w.enrolled_at, w.program) for w in works.values()]
+        if self.driver is not None:
+            ladder_ids = sorted({row.id for rows in self.ladders.values() for row in rows})
+            states = await member_writes.states_pg(
+                self.driver, sorted({m[0] for m in members}), ladder_ids
+            )
+            standings.adopt(states)
+            # Only members without a standing on some ladder are placed (R4).
+            members = [
+                m
+                for m in members
+                if any((m[0], row.id) not in states for row in self.ladders.get(m[3].id, []))
+            ]
+        await standings.load(members, {pid: rows for pid, rows in self.ladders.items()})
         await self._load_figures(fresh, works, standings)
         results: dict[int, dict[str, Any]] = {}
         for index in fresh:
@@ -253,9 +289,7 @@ class _Batch:
         tenant_id = self.caller.tenant_id
         # Lock every member of the batch (PostgreSQL), in id order to avoid deadlocks;
         # read them again (locked) only when some had to be created.
-        found = await members_repo.members_by_external_ids(
-            self.conn, tenant_id, external_ids, lock=True
-        )
+        found = await self._lock_members(external_ids)
         missing = [eid for eid in external_ids if eid not in found]
         if missing:
             await members_repo.add_members(
@@ -273,9 +307,7 @@ class _Batch:
                     for eid in missing
                 ],
             )
-            found = await members_repo.members_by_external_ids(
-                self.conn, tenant_id, external_ids, lock=True
-            )
+            found = await self._lock_members(external_ids)
         works: dict[tuple[str, int], _MemberWork] = {}
         for i in fresh:
             command = self.commands[i]
@@ -293,6 +325,15 @@ class _Batch:
             )
         return works
 
+    async def _lock_members(self, external_ids: list[str]) -> dict[str, members_repo.MemberRow]:
+        if self.driver is not None:
+            return await member_writes.lock_members_pg(
+                self.driver, self.caller.tenant_id, external_ids
+            )
+        return await members_repo.members_by_external_ids(
+            self.conn, self.caller.tenant_id, external_ids, lock=True
+        )
+
     async def _load_figures(
         self, fresh: list[int], works: dict[tuple[str, int], _MemberWork], standings: Standings
     ) -> None:
@@ -305,15 +346,30 @@ class _Batch:
             for row in self.ladders[pid]:
                 assert row.definition is not None
                 metrics_by_program[pid] |= {k[0] for k in measuring.keys_of(row.definition)}
+        # Every window's start is non-decreasing in the instant it is read at, so the
+        # earliest day a member's activities need is the one its earliest activity needs.
+        earliest: dict[tuple[str, int], datetime] = {}
         for index in fresh:
             command = self.commands[index]
-            work = works[(command.member_id, self.programs[command.program_id].id)]
+            key = (command.member_id, self.programs[command.program_id].id)
+            seen = earliest.get(key)
+            if seen is None or command.occurred_at < seen:
+                earliest[key] = command.occurred_at
+        for key, work in works.items():
             pid = work.program.id
+            first_at = earliest[key]
+            quick = self._first_day_quick(work, first_at)
+            if quick is not False:
+                current = by_program[pid].get(work.member_id, (None, work.last_activity_at))[0]
+                if current is not None and (quick is None or current < quick):
+                    quick = current
+                by_program[pid][work.member_id] = (quick, work.last_activity_at)
+                continue
             spans: list[Interval] = []
             for row in self.ladders[pid]:
                 assert row.definition is not None
                 state = standings.get(work.member_id, row.id)
-                for at in (command.occurred_at, work.last_activity_at):
+                for at in (first_at, work.last_activity_at):
                     if at is not None:
                         spans.extend(
                             self._intervals(
@@ -325,8 +381,8 @@ class _Batch:
                             ).values()
                         )
             first = measuring.first_day_needed(spans, work.program, work.last_activity_at)
-            if command.occurred_at < (work.last_activity_at or command.occurred_at):
-                day = local_date(command.occurred_at, work.program.tz)
+            if first_at < (work.last_activity_at or first_at):
+                day = local_date(first_at, work.program.tz)
                 first = day if first is None else min(first, day)
             current = by_program[pid].get(work.member_id, (None, work.last_activity_at))[0]
             if current is not None and (first is None or current < first):
@@ -336,6 +392,7 @@ class _Batch:
             program = next(w.program for w in works.values() if w.program.id == pid)
             loaded = await _load_figures(
                 self.conn,
+                self.driver,
                 program_id=pid,
                 tz=program.tz,
                 metrics=metrics_by_program[pid],
@@ -344,6 +401,36 @@ class _Batch:
             for work in works.values():
                 if work.program.id == pid:
                     work.figures = loaded[work.member_id]
+
+    def _first_day_quick(
+        self, work: _MemberWork, first_at: datetime
+    ) -> date | Literal[False] | None:
+        """``first_day_needed`` over the member's ladders at ``first_at`` and at its last
+        activity, when every window is the lifetime or a shared one (else False)."""
+        tz = work.program.tz
+        last = work.last_activity_at
+        days: list[date] = []
+        for row in self.ladders[work.program.id]:
+            assert row.definition is not None
+            plan = plan_for(row.definition, measuring.keys_of(row.definition))
+            if not plan.simple:
+                return False
+            for at in (first_at, last):
+                if at is None:
+                    continue
+                day = self._day(at, tz)
+                for window in plan.windows:
+                    if window is None:
+                        if last is not None and last > at:
+                            days.append(day)
+                        continue
+                    first = self._starts.first_day(window, tz, day, at)
+                    if first is None:
+                        return False
+                    days.append(first)
+        if first_at < (last or first_at):
+            days.append(self._day(first_at, tz))
+        return min(days) if days else None
 
     # -- one activity ---------------------------------------------------------------------
 
@@ -425,8 +512,9 @@ class _Batch:
                     index=index,
                 )
         previous_last = figures.last_activity_at
-        figures.apply(command.occurred_at, effects)
-        self._buckets(work, command.occurred_at, effects)
+        day = self._day(command.occurred_at, program.tz)
+        figures.apply_on(day, command.occurred_at, effects)
+        self._buckets(work, day, effects)
         changes: list[dict[str, Any]] = []
         for row in ladders:
             assert row.definition is not None
@@ -565,6 +653,20 @@ class _Batch:
         if keys is None:
             keys = measuring.keys_of(ladder) | {(BuiltinMetric.SPEND, LIFETIME)}
             self._earn_keys[id(ladder)] = keys
+        lazy = earn_for_purchase(
+            amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
+        )
+        at = command.occurred_at
+        plan = plan_for(ladder, keys)
+        tz = work.program.tz
+        quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
+        if quick is not None:
+            # As _plus below: the purchase falls inside every window read at its instant.
+            added = purchase_points(effects, lazy.points)
+            for i, metric in enumerate(plan.metrics):
+                quick[i] += added.get(metric, 0)
+            if not plan.qualifies_higher(quick, state):
+                return lazy
         spans = self._intervals(
             keys,
             work.program,
@@ -574,9 +676,6 @@ class _Batch:
         )
         before = await measuring.measure(
             self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
-        )
-        lazy = earn_for_purchase(
-            amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
         )
         # The purchase causes an upgrade if its spend, orders or its points at the old
         # rate lift the member (points-based ladders count the points it earns).
@@ -638,6 +737,11 @@ class _Batch:
     ) -> dict[str, Any] | None:
         """R9: move up at once; R18: note the attain overshoot as credit."""
         state = standings.get(work.member_id, row.id)
+        tz = work.program.tz
+        plan = plan_for(ladder, measuring.keys_of(ladder))
+        quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
+        if quick is not None and not plan.qualifies_higher(quick, state):
+            return None
         measures = await self._measures(ladder, work, state, at)
         # A back-dated upgrade never predates the standing's latest change, so the history
         # keeps ending on the level the member holds (R13, R22).
@@ -786,8 +890,7 @@ class _Batch:
         )
         return new_state, change
 
-    def _buckets(self, work: _MemberWork, at: datetime, effects: Effects) -> None:
-        day = local_date(at, work.program.tz)
+    def _buckets(self, work: _MemberWork, day: date, effects: Effects) -> None:
         for metric, delta in effects.items():
             self.day_deltas[(work.member_id, work.program.id, metric, day)] += delta
             self.total_deltas[(work.member_id, work.program.id, metric)] += delta
@@ -795,6 +898,9 @@ class _Batch:
     # -- writing --------------------------------------------------------------------------
 
     async def _write(self, works: dict[tuple[str, int], _MemberWork], standings: Standings) -> None:
+        if self.driver is not None:
+            await self._write_pg(self.driver, works, standings)
+            return
         await ledger.add_activities(self.conn, self.activity_rows)
         await ledger.add_to_buckets(
             self.conn,
@@ -807,16 +913,59 @@ class _Batch:
                 for (m, p, metric), v in sorted(self.total_deltas.items())
             ],
         )
+        await member_writes.set_last_activity(self.conn, self._latest(works), self.now)
+        # Only the activities that caused a level change are referenced by id (in the
+        # history rows): read back the ids of those alone, usually none.
+        causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
+        await standings.flush(activity_ids=await _activity_ids(self.conn, causes))
+
+    async def _write_pg(
+        self, driver: Any, works: dict[tuple[str, int], _MemberWork], standings: Standings
+    ) -> None:
+        """``_write`` on PostgreSQL: the ledger, buckets, totals and last activities in one
+        statement, which also returns the ids of the activities that changed a level."""
+        dumps = orjson.dumps
+        opt = orjson.OPT_NON_STR_KEYS
+        activities = [
+            (
+                row["uuid"],
+                row["member_id"],
+                row["program_id"],
+                row["type"],
+                row["idempotency_key"],
+                row["request_hash"],
+                row["occurred_at"],
+                row["amount_minor"],
+                row["currency"],
+                row["points"],
+                row["counter"],
+                row["reverses_id"],
+                dumps(row["effects"], option=opt).decode(),
+                dumps(row["result"], option=opt).decode(),
+            )
+            for row in self.activity_rows
+        ]
+        causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
+        ids = await ledger.write_batch_pg(
+            driver,
+            tenant_id=self.caller.tenant_id,
+            now=self.now,
+            activities=activities,
+            days=[(*key, value) for key, value in sorted(self.day_deltas.items())],
+            totals=[(*key, value) for key, value in sorted(self.total_deltas.items())],
+            last_activity=sorted(self._latest(works).items()),
+            ids_of=causes,
+        )
+        await standings.flush(activity_ids=ids)
+
+    @staticmethod
+    def _latest(works: dict[tuple[str, int], _MemberWork]) -> dict[int, datetime]:
         latest: dict[int, datetime] = {}
         for work in works.values():
             last = work.figures.last_activity_at
             if last is not None and (work.member_id not in latest or last > latest[work.member_id]):
                 latest[work.member_id] = last
-        await member_writes.set_last_activity(self.conn, latest, self.now)
-        # Only the activities that caused a level change are referenced by id (in the
-        # history rows): read back the ids of those alone, usually none.
-        causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
-        await standings.flush(activity_ids=await _activity_ids(self.conn, causes))
+        return latest
 
 
 _FIGURES_PG = (
@@ -831,16 +980,16 @@ _FIGURES_PG = (
 
 async def _load_figures(
     conn: AsyncConnection,
+    driver: Any | None,
     *,
     program_id: int,
     tz: ZoneInfo,
     metrics: set[str],
     members: dict[int, tuple[date | None, datetime | None]],
 ) -> dict[int, MemberFigures]:
-    """``ledger.load_figures``; for a few members on PostgreSQL, totals and days in one
-    statement on the driver connection (one round trip instead of two)."""
-    driver = await pg_driver(conn) if members and metrics and len(members) < BULK_MIN_ROWS else None
-    if driver is None:
+    """``ledger.load_figures``; on PostgreSQL totals and days in one statement on the
+    driver connection (one round trip instead of two)."""
+    if driver is None or not members or not metrics:
         return await ledger.load_figures(
             conn, program_id=program_id, tz=tz, metrics=metrics, members=members
         )

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos.upsert import BULK_MIN_ROWS, add_to, pg_driver
@@ -23,12 +23,24 @@ async def stored_by_keys(
     """``{idempotency_key: (request_hash, result)}`` for keys already used."""
     if not keys:
         return {}
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
+        # Usually the transaction's first statement (so it goes through SQLAlchemy, which
+        # begins the transaction); the keys as one array parameter.
+        found = await conn.execute(_STORED_PG, {"tenant_id": tenant_id, "keys": list(keys)})
+        return {row[0]: (row[1], row[2]) for row in found}
     rows = await conn.execute(
         select(Activity.idempotency_key, Activity.request_hash, Activity.result).where(
             Activity.tenant_id == tenant_id, Activity.idempotency_key.in_(list(keys))
         )
     )
     return {row[0]: (row[1], row[2]) for row in rows}
+
+
+_STORED_PG = text(
+    "SELECT idempotency_key, request_hash, result FROM activities "
+    "WHERE tenant_id = :tenant_id AND idempotency_key = ANY(CAST(:keys AS text[]))"
+)
+"""Untyped: the driver decodes the JSON ``result`` itself."""
 
 
 def _recorded(row: Any) -> Recorded:
@@ -191,3 +203,114 @@ async def load_day(
         )
     )
     figures.load_day(day, [(row[0], row[1]) for row in rows])
+
+
+# -- PostgreSQL: every write of a batch in one statement ---------------------------------
+
+ACTIVITY_COLUMNS = (
+    "uuid",
+    "member_id",
+    "program_id",
+    "type",
+    "idempotency_key",
+    "request_hash",
+    "occurred_at",
+    "amount_minor",
+    "currency",
+    "points",
+    "counter",
+    "reverses_id",
+    "effects",
+    "result",
+)
+_ACTIVITY_TYPES = (
+    "text",
+    "bigint",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "bigint",
+    "text",
+    "bigint",
+    "text",
+    "bigint",
+    "text",
+    "text",
+)
+_FIRST = 4  # $1 tenant, $2 now, $3 uuids to return ids of; activity columns from $4
+
+
+def _params(first: int, types: Sequence[str]) -> str:
+    return ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
+
+
+_DAYS_AT = _FIRST + len(ACTIVITY_COLUMNS)
+_TOTALS_AT = _DAYS_AT + 5
+_MEMBERS_AT = _TOTALS_AT + 4
+
+WRITE_BATCH_PG = f"""
+WITH a AS (
+    INSERT INTO activities (tenant_id, recorded_at, {", ".join(ACTIVITY_COLUMNS)})
+    SELECT $1::bigint, $2::timestamptz, {
+    ", ".join(f"v.{c}::json" if c in ("effects", "result") else f"v.{c}" for c in ACTIVITY_COLUMNS)
+}
+    FROM unnest({_params(_FIRST, _ACTIVITY_TYPES)}) AS v({", ".join(ACTIVITY_COLUMNS)})
+    RETURNING id, uuid
+), d AS (
+    INSERT INTO metric_days (member_id, program_id, metric, day, value)
+    SELECT * FROM unnest({_params(_DAYS_AT, ("bigint", "bigint", "text", "date", "bigint"))})
+    ON CONFLICT (member_id, program_id, metric, day)
+    DO UPDATE SET value = metric_days.value + EXCLUDED.value
+), t AS (
+    INSERT INTO metric_totals (member_id, program_id, metric, value)
+    SELECT * FROM unnest({_params(_TOTALS_AT, ("bigint", "bigint", "text", "bigint"))})
+    ON CONFLICT (member_id, program_id, metric)
+    DO UPDATE SET value = metric_totals.value + EXCLUDED.value
+), m AS (
+    UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
+    FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
+    WHERE members.id = v.id
+)
+SELECT uuid, id FROM a WHERE uuid = ANY($3::text[])
+"""
+
+
+async def write_batch_pg(
+    driver: Any,
+    *,
+    tenant_id: int,
+    now: datetime,
+    activities: Sequence[Sequence[Any]],
+    days: Sequence[tuple[int, int, str, date, int]],
+    totals: Sequence[tuple[int, int, str, int]],
+    last_activity: Sequence[tuple[int, datetime]],
+    ids_of: Sequence[str],
+) -> dict[str, int]:
+    """Append ``activities`` (tuples in ``ACTIVITY_COLUMNS`` order, JSON as text), add
+    ``days`` and ``totals`` to the buckets and running totals, set the members' last
+    activity — one statement, one round trip, every row set as one array per column.
+    Returns the ids of the activities whose uuids are in ``ids_of``.
+
+    A clash on an idempotency key raises asyncpg's ``UniqueViolationError``."""
+    columns: list[list[Any]] = [list(c) for c in zip(*activities, strict=True)] or [
+        [] for _ in ACTIVITY_COLUMNS
+    ]
+    day_columns: list[list[Any]] = [list(c) for c in zip(*days, strict=True)] or [[]] * 5
+    total_columns: list[list[Any]] = [list(c) for c in zip(*totals, strict=True)] or [[]] * 4
+    member_columns: list[list[Any]] = [list(c) for c in zip(*last_activity, strict=True)] or [
+        [],
+        [],
+    ]
+    rows = await driver.fetch(
+        WRITE_BATCH_PG,
+        tenant_id,
+        now,
+        list(ids_of),
+        *columns,
+        *day_columns,
+        *total_columns,
+        *member_columns,
+    )
+    return {row[0]: row[1] for row in rows}

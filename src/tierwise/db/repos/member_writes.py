@@ -1,14 +1,19 @@
-"""Set-wise writes to ``members`` for the activity path (one statement per batch)."""
+"""Set-wise writes to ``members`` for the activity path (one statement per batch), and
+the activity path's member and standing reads on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tierwise.db.repos.members import MemberRow
+from tierwise.db.repos.members import _state_of as _state_of  # one decoding of the row
 from tierwise.db.tables import Member
+from tierwise.domain.state import TierState
 
 _SET_LAST_ACTIVITY_PG = text(
     "UPDATE members SET last_activity_at = v.at, updated_at = :now "
@@ -41,3 +46,38 @@ async def set_last_activity(
         _SET_LAST_ACTIVITY,
         [{"member_id": i, "at": values[i], "now": now} for i in ids],
     )
+
+
+# -- PostgreSQL: the activity path's reads on the driver connection ------------------------
+
+_LOCK_MEMBERS_PG = (
+    "SELECT id, uuid, tenant_id, external_id, enrolled_at, last_activity_at, created_at "
+    "FROM members WHERE tenant_id = $1 AND external_id = ANY($2::text[]) "
+    "ORDER BY id FOR UPDATE"
+)
+
+
+async def lock_members_pg(
+    driver: Any, tenant_id: int, external_ids: Sequence[str]
+) -> dict[str, MemberRow]:
+    """``members_repo.members_by_external_ids(..., lock=True)`` as one prepared statement
+    on the asyncpg connection (the ids as one array)."""
+    rows = await driver.fetch(_LOCK_MEMBERS_PG, tenant_id, list(external_ids))
+    return {row[3]: MemberRow(*row) for row in rows}
+
+
+_STATES_PG = (
+    "SELECT member_id, ladder_id, level_key, achieved_at, cycle_start, expires_at, "
+    "check_due_at, previous_level_key, assignment, grace_until, credit "
+    "FROM member_tiers WHERE member_id = ANY($1::bigint[]) AND ladder_id = ANY($2::bigint[])"
+)
+
+
+async def states_pg(
+    driver: Any, member_ids: Sequence[int], ladder_ids: Sequence[int]
+) -> dict[tuple[int, int], TierState]:
+    """``members_repo.states`` as one prepared statement on the asyncpg connection."""
+    if not member_ids or not ladder_ids:
+        return {}
+    rows = await driver.fetch(_STATES_PG, list(member_ids), list(ladder_ids))
+    return {(row[0], row[1]): _state_of(*row[2:]) for row in rows}

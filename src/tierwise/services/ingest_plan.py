@@ -1,0 +1,182 @@
+"""A ladder's upgrade rules compiled for the activity path's quick checks.
+
+Recording an activity asks, per ladder, "does the member now qualify above their
+level?" — almost always "no". ``decide_upgrade`` answers it from a dict keyed by
+``(metric, Window)`` pairs, where every look-up hashes a pydantic model; a batch of 1,000
+asks it thousands of times. A :class:`Plan` answers the same question from a list of
+integers, in the order of its keys, so the caller can skip the general path whenever
+the answer is "no". When the answer is "yes" the caller runs the general path, which
+decides exactly as before: a plan never decides a change, it only rules one out.
+
+:meth:`Plan.values` reads the window sums straight from ``MemberFigures`` for the common
+case: every window either the lifetime or one that starts at a local midnight shared by
+all members (rolling days or months, calendar or fixed year), read at an instant no
+earlier than the member's latest activity (so no window edge falls inside a day). In any
+other case it returns None and the caller measures the general way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from tierwise.domain.calendar import local_date, start_of_day
+from tierwise.domain.criteria import MeasureKey, Mode, Operator
+from tierwise.domain.figures import MemberFigures
+from tierwise.domain.ladder import Ladder
+from tierwise.domain.state import AssignmentMode, TierState
+from tierwise.domain.windows import Window, WindowType, resolve
+
+_SHARED = frozenset(
+    {
+        WindowType.ROLLING_DAYS,
+        WindowType.ROLLING_MONTHS,
+        WindowType.CALENDAR_YEAR,
+        WindowType.FIXED_YEAR,
+    }
+)
+
+Check = tuple[int, Operator, int]
+"""``(key index, operator, threshold)`` of one criterion."""
+
+
+def _holds(operator: Operator, value: int, threshold: int) -> bool:
+    # As Criterion.holds.
+    if operator is Operator.GE:
+        return value >= threshold
+    if operator is Operator.GT:
+        return value > threshold
+    if operator is Operator.EQ:
+        return value == threshold
+    if operator is Operator.LE:
+        return value <= threshold
+    return value < threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    ladder: Ladder
+    keys: tuple[MeasureKey, ...]
+    metrics: tuple[str, ...]
+    windows: tuple[Window | None, ...]
+    """Per key: None for the lifetime, else a shared window."""
+    simple: bool
+    """Every window is the lifetime or a shared one (``values`` can answer)."""
+    levels: tuple[tuple[int, bool, tuple[Check, ...]], ...]
+    """Levels with an attain rule, in ladder order: ``(rank, all?, checks)``."""
+    floor_rank: int | None
+    ranks: dict[str, int]
+
+    def qualifies_higher(self, values: list[int], state: TierState) -> bool:
+        """Whether ``decide_upgrade`` would move the member up, with ``values`` the sums
+        of ``keys`` (in order)."""
+        assignment = state.assignment
+        if assignment is not None and assignment.mode is AssignmentMode.PIN:
+            return False
+        best = self.floor_rank
+        for rank, all_of, checks in self.levels:
+            if all_of:
+                holds = all(_holds(op, values[i], t) for i, op, t in checks)
+            else:
+                holds = any(_holds(op, values[i], t) for i, op, t in checks)
+            if holds:
+                best = rank
+        if best is None:
+            return False
+        current = 0 if state.level_key is None else self.ranks.get(state.level_key, 0)
+        return best > current
+
+
+def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
+    ordered = tuple(sorted(keys, key=lambda k: (k[0], k[1].label())))
+    index = {key: i for i, key in enumerate(ordered)}
+    levels = []
+    for level in ladder.levels:
+        if level.attain is None:
+            continue
+        checks = tuple((index[c.key], c.operator, c.threshold) for c in level.attain.criteria)
+        levels.append((level.rank, level.attain.mode is Mode.ALL, checks))
+    windows: list[Window | None] = []
+    simple = True
+    for _, window in ordered:
+        if window.type is WindowType.LIFETIME:
+            windows.append(None)
+        else:
+            windows.append(window)
+            simple = simple and window.type in _SHARED
+    floor = ladder.floor
+    return Plan(
+        ladder=ladder,
+        keys=ordered,
+        metrics=tuple(k[0] for k in ordered),
+        windows=tuple(windows),
+        simple=simple,
+        levels=tuple(levels),
+        floor_rank=None if floor is None else floor.rank,
+        ranks={level.key: level.rank for level in ladder.levels},
+    )
+
+
+_PLANS: dict[tuple[int, frozenset[MeasureKey]], Plan] = {}
+
+
+def plan_for(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
+    """The plan of ``ladder`` over ``keys`` (which hold all its attain rules' keys),
+    compiled once per (immutable) definition object."""
+    found = _PLANS.get((id(ladder), keys))
+    if found is not None and found.ladder is ladder:
+        return found
+    plan = compile_plan(ladder, keys)
+    if len(_PLANS) >= 4096:
+        _PLANS.clear()
+    _PLANS[(id(ladder), keys)] = plan
+    return plan
+
+
+class Starts:
+    """First days of shared windows, per local day: ``(start instant, start day)``, or
+    None when the window does not start at a local midnight strictly before the day's
+    instants (the general path then measures)."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[int, ZoneInfo, date], tuple[Window, datetime, date] | None] = {}
+
+    def first_day(self, window: Window, tz: ZoneInfo, day: date, at: datetime) -> date | None:
+        key = (id(window), tz, day)
+        if key in self._found:
+            found = self._found[key]
+        else:
+            found = None
+            interval = resolve(window, as_of=at, tz=tz, enrolled_at=at, tier_start=None)
+            start = interval.start
+            if start is not None and start < at:
+                start_day = local_date(start, tz)
+                if start == start_of_day(start_day, tz):
+                    found = (window, start, start_day)
+            self._found[key] = found
+        if found is None or found[0] is not window or not found[1] < at:
+            return None
+        return found[2]
+
+    def values(
+        self, plan: Plan, figures: MemberFigures, tz: ZoneInfo, at: datetime, day: date
+    ) -> list[int] | None:
+        """The sums of ``plan.keys`` at ``at`` (on local ``day``), or None when the
+        quick path does not apply."""
+        if not plan.simple:
+            return None
+        last = figures.last_activity_at
+        if last is not None and last > at:
+            return None
+        out: list[int] = []
+        totals = figures.totals
+        for metric, window in zip(plan.metrics, plan.windows, strict=True):
+            if window is None:
+                out.append(totals.get(metric, 0))
+                continue
+            first = self.first_day(window, tz, day, at)
+            if first is None:
+                return None
+            out.append(figures.range_sum(metric, first, day))
+        return out
