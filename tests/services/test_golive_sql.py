@@ -267,7 +267,7 @@ def test_the_preview_matches_the_python_path(
         fast = _call(client, lambda: run(golive.PREVIEW_BATCH))
         fast_small = _call(client, lambda: run(7))
         monkeypatch.setattr(qualify_sql, "shared_spans", lambda *a, **k: None)
-        monkeypatch.setattr(reevaluation.Decider, "__call__", reevaluation.Decider._decide)
+        monkeypatch.setattr(reevaluation.Decider, "decide", reevaluation.Decider.decide_one)
         slow = _call(client, lambda: run(7))
     finally:
         _call(client, rt.close)

@@ -86,8 +86,12 @@ async def run_job(
             ladder = version.definition
             old = await _previous_definition(conn, job.ladder_id, job.version_id)
             standings = Standings(rt, conn, job.tenant_id, now)
-            # Standings read with the batch; members without one are placed as usual.
-            standings.adopt({(m, row.id): state for m, state in found.states.items()})
+            # Standings read with the batch (rows are never deleted, so they are updated
+            # by id); members without one are placed as usual.
+            standings.adopt(
+                {(m, row.id): state for m, state in found.states.items()},
+                {(m, row.id): tier_id for m, tier_id in found.tier_ids.items()},
+            )
             await standings.load(
                 [
                     (m.id, m.external_id, m.enrolled_at, program)

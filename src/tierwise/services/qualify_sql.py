@@ -155,41 +155,32 @@ async def sums(
     *,
     program_id: int,
     spans: SharedSpans,
+    keys: Sequence[MeasureKey],
     member_ids: Sequence[int],
-) -> dict[int, dict[MeasureKey, int]] | None:
-    """Every measure of ``spans`` for ``member_ids`` (ids in ascending order), summed in
-    PostgreSQL: daily buckets from each window's first day to ``spans.end_day``, running
-    totals for lifetime windows. None off PostgreSQL."""
+) -> dict[int, tuple[int, ...]] | None:
+    """The measures ``keys`` (all in ``spans``) of ``member_ids`` (ascending), as one
+    tuple of values per member in the order of ``keys``, summed in PostgreSQL: daily
+    buckets from each window's first day to ``spans.end_day``, running totals for
+    lifetime windows. None off PostgreSQL."""
     driver = await pg_driver(conn)
     if driver is None:
         return None
-    keys = list(spans.starts)
-    found: dict[int, dict[MeasureKey, int]] = {m: dict.fromkeys(keys, 0) for m in member_ids}
+    zeros = (0,) * len(keys)
     if not member_ids or not keys:
-        return found
+        return dict.fromkeys(member_ids, zeros)
     low, high = member_ids[0], member_ids[-1]
-    lifetime = [k for k in keys if spans.starts[k] is None]
-    windowed = [k for k in keys if spans.starts[k] is not None]
+    lifetime = [i for i, k in enumerate(keys) if spans.starts[k] is None]
+    windowed = [i for i, k in enumerate(keys) if spans.starts[k] is not None]
     wanted = set(member_ids)
-    if lifetime:
-        metrics = sorted({k[0] for k in lifetime})
-        rows = await driver.fetch(_TOTALS_PG, program_id, low, high, metrics)
-        by_metric: dict[str, list[MeasureKey]] = {}
-        for key in lifetime:
-            by_metric.setdefault(key[0], []).append(key)
-        for member_id, metric, value in rows:
-            if member_id in wanted:
-                figures = found[member_id]
-                for key in by_metric[metric]:
-                    figures[key] = value
+    found: dict[int, list[int]] = {}
     if windowed:
-        args: list[Any] = [program_id, low, high, sorted({k[0] for k in windowed})]
-        args.append(min(d for k in windowed if (d := spans.starts[k]) is not None))
+        args: list[Any] = [program_id, low, high, sorted({keys[i][0] for i in windowed})]
+        args.append(min(d for i in windowed if (d := spans.starts[keys[i]]) is not None))
         args.append(spans.end_day)
         columns = []
-        for key in windowed:
-            args.append(key[0])
-            args.append(spans.starts[key])
+        for i in windowed:
+            args.append(keys[i][0])
+            args.append(spans.starts[keys[i]])
             columns.append(
                 f"COALESCE(sum(value) FILTER (WHERE metric = ${len(args) - 1}::text "
                 f"AND day >= ${len(args)}::date), 0)::bigint"
@@ -201,13 +192,25 @@ async def sums(
             "GROUP BY member_id",
             *args,
         )
+        if not lifetime:
+            # The common case: the row is the tuple.
+            done = {r[0]: tuple(r)[1:] for r in rows if r[0] in wanted}
+            return {m: done.get(m, zeros) for m in member_ids}
         for row in rows:
-            member_id = row[0]
+            if row[0] in wanted:
+                values = found[row[0]] = list(zeros)
+                for j, i in enumerate(windowed, start=1):
+                    values[i] = row[j]
+    if lifetime:
+        metrics = sorted({keys[i][0] for i in lifetime})
+        rows = await driver.fetch(_TOTALS_PG, program_id, low, high, metrics)
+        for member_id, metric, value in rows:
             if member_id in wanted:
-                figures = found[member_id]
-                for i, key in enumerate(windowed, start=1):
-                    figures[key] = row[i]
-    return found
+                values = found.get(member_id) or found.setdefault(member_id, list(zeros))
+                for i in lifetime:
+                    if keys[i][0] == metric:
+                        values[i] = value
+    return {m: tuple(found[m]) if m in found else zeros for m in member_ids}
 
 
 _TOTALS_PG = (

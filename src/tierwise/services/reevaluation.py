@@ -8,7 +8,7 @@ bounded and a job can resume from the last id it committed.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -154,11 +154,11 @@ async def evaluate(
     ``ladder`` at ``at``. ``decide`` may be shared by the batches of one run."""
     if decide is None:
         decide = Decider(ladder, old, downgrades_now=downgrades_now)
-    figures = await measures_of(
-        conn, program=program, ladder=ladder, members=members, states=states, at=at
+    values = await values_of(
+        conn, program=program, keys=decide.keys, members=members, states=states, at=at
     )
     empty = TierState()
-    return [decide(m, states.get(m.id, empty), figures[m.id]) for m in members]
+    return [decide.decide(m, states.get(m.id, empty), values[m.id]) for m in members]
 
 
 async def measures_of(
@@ -170,27 +170,47 @@ async def measures_of(
     states: dict[int, TierState],
     at: datetime,
 ) -> dict[int, Measures]:
-    """Every measure ``ladder`` reads, per member, at ``at``: summed by the database where
-    its sums are exact (``qualify_sql``), by ``measuring`` for the others."""
-    keys = measuring.keys_of(ladder)
+    """Every measure ``ladder`` reads, per member, at ``at`` (see ``values_of``)."""
+    keys = list(measuring.keys_of(ladder))
+    values = await values_of(
+        conn, program=program, keys=keys, members=members, states=states, at=at
+    )
+    return {m: dict(zip(keys, v, strict=True)) for m, v in values.items()}
+
+
+async def values_of(
+    conn: AsyncConnection,
+    *,
+    program: Program,
+    keys: Sequence[MeasureKey],
+    members: list[MemberRow],
+    states: dict[int, TierState],
+    at: datetime,
+) -> dict[int, tuple[int, ...]]:
+    """The measures ``keys`` of each member at ``at``, as a tuple in the order of
+    ``keys``: summed by the database where its sums are exact (``qualify_sql``), by
+    ``measuring`` for the others."""
     rest = members
-    found: dict[int, Measures] = {}
+    found: dict[int, tuple[int, ...]] = {}
     if conn.dialect.name == "postgresql" and members:
         spans = qualify_sql.shared_spans(keys, program.tz, at)
         if spans is not None:
             exact = [m.id for m in members if qualify_sql.exact_in_sql(m, at)]
             summed = await qualify_sql.sums(
-                conn, program_id=program.id, spans=spans, member_ids=exact
+                conn, program_id=program.id, spans=spans, keys=keys, member_ids=exact
             )
             if summed is not None:
-                found.update(summed)
-                rest = [m for m in members if m.id not in summed]
+                found = summed
+                if len(summed) < len(members):
+                    rest = [m for m in members if m.id not in summed]
+                else:
+                    rest = []
     if rest:
-        found.update(
-            await measure_in_python(
-                conn, program=program, keys=keys, members=rest, states=states, at=at
-            )
+        measured = await measure_in_python(
+            conn, program=program, keys=keys, members=rest, states=states, at=at
         )
+        for member_id, measures in measured.items():
+            found[member_id] = tuple(measures.get(k, 0) for k in keys)
     return found
 
 
@@ -252,43 +272,49 @@ class Decider:
     and the standing only through its level, assignment (mode and level) and credit. For
     members without credit, the verdict is therefore the same for everyone with the same
     level, assignment and criteria outcomes, and is kept per such key; members with
-    credit (which shifts one criterion's figure) are decided one by one."""
+    credit (which shifts one criterion's figure) are decided one by one.
+
+    Figures come as a tuple of values in the order of ``keys`` (the ladder's measures)."""
 
     def __init__(self, ladder: Ladder, old: Ladder | None, *, downgrades_now: bool) -> None:
         self.ladder = ladder
         self.old = old
         self.downgrades_now = downgrades_now
+        self.keys: list[MeasureKey] = list(measuring.keys_of(ladder))
         criteria: dict[Criterion, None] = {}
         for level in ladder.levels:
             for rule in (level.attain, level.maintain):
                 if rule is not None:
                     criteria.update(dict.fromkeys(rule.criteria))
-        self._tests = [(c.key, _COMPARE[c.operator], c.threshold) for c in criteria]
+        index = {key: i for i, key in enumerate(self.keys)}
+        self._tests = [(index[c.key], _COMPARE[c.operator], c.threshold) for c in criteria]
         self._known: dict[
             tuple[Any, ...], tuple[str | None, str | None, str | None, ChangeKind | None, bool]
         ] = {}
 
-    def __call__(self, member: MemberRow, state: TierState, measures: Measures) -> Verdict:
+    def decide(self, member: MemberRow, state: TierState, values: Sequence[int]) -> Verdict:
         if state.credit:
-            return self._decide(member, state, measures)
+            return self.decide_one(member, state, values)
         held = state.assignment
         key = (
             state.level_key,
             None if held is None else held.mode,
             None if held is None else held.level_key,
-            *[test(measures.get(k, 0), threshold) for k, test, threshold in self._tests],
+            *[test(values[i], threshold) for i, test, threshold in self._tests],
         )
         known = self._known.get(key)
         if known is None:
-            found = self._decide(member, state, measures)
+            found = self.decide_one(member, state, values)
             known = (found.current, found.qualified, found.target, found.kind, found.now)
             if len(self._known) < 100_000:
                 self._known[key] = known
             return found
         return Verdict(member, *known)
 
-    def _decide(self, member: MemberRow, state: TierState, measures: Measures) -> Verdict:
+    def decide_one(self, member: MemberRow, state: TierState, values: Sequence[int]) -> Verdict:
+        """``verdict`` itself, for this member alone."""
         ladder = self.ladder
+        measures = dict(zip(self.keys, values, strict=True))
         return verdict(
             member,
             state,
