@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 
 from tierwise.domain.ladder import UpgradeTiming
-from tierwise.domain.money import to_major
+from tierwise.domain.money import minor_unit_exponent, to_major
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,29 @@ class Earning:
     parts: tuple[EarnPart, ...]
 
 
+@lru_cache(maxsize=1024)
+def _rate_terms(rate: Decimal) -> tuple[Decimal, int, int] | None:
+    """``(rate.normalize(), coefficient, exponent)`` with ``rate = coefficient × 10**exponent``
+    for a finite, non-negative rate; None for any other."""
+    sign, digits, exponent = rate.as_tuple()
+    if sign or not isinstance(exponent, int):
+        return None
+    return rate.normalize(), int("".join(map(str, digits)) or "0"), exponent
+
+
+_EXACT = 10**27
+"""Below this, a product of two coefficients is exact in the default 28-digit context."""
+
+
 def _part(amount_minor: int, currency: str, rate: Decimal) -> EarnPart:
+    terms = _rate_terms(rate) if amount_minor >= 0 else None
+    if terms is not None and amount_minor * terms[1] < _EXACT:
+        # The same exact value as the Decimal arithmetic below, in integers.
+        normal, coefficient, exponent = terms
+        shift = exponent - minor_unit_exponent(currency)
+        product = amount_minor * coefficient
+        points = product * 10**shift if shift >= 0 else product // 10**-shift
+        return EarnPart(amount_minor=amount_minor, rate=normal, points=points)
     points = int((to_major(amount_minor, currency) * rate).to_integral_value(ROUND_DOWN))
     return EarnPart(amount_minor=amount_minor, rate=rate.normalize(), points=points)
 

@@ -25,7 +25,7 @@ from tierwise.db.repos import member_writes
 from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.programs import LadderRow
-from tierwise.db.repos.upsert import pg_driver
+from tierwise.db.repos.upsert import BULK_MIN_ROWS, pg_driver
 from tierwise.domain.activity import (
     ActivityType,
     Effects,
@@ -51,7 +51,7 @@ from tierwise.domain.windows import LIFETIME, Interval
 from tierwise.services import measuring
 from tierwise.services.ingest_plan import Starts, plan_for
 from tierwise.services.runtime import Caller, Runtime
-from tierwise.services.standing import Standings
+from tierwise.services.standing import Standings, new_uuids
 
 MAX_BATCH = 1000
 MAX_POINTS = 10**15
@@ -111,9 +111,7 @@ async def record(rt: Runtime, caller: Caller, commands: list[ActivityCommand]) -
 
 
 try:
-    from asyncpg.exceptions import (  # type: ignore[import-untyped]
-        IntegrityConstraintViolationError,
-    )
+    from asyncpg.exceptions import IntegrityConstraintViolationError
 except ImportError:  # pragma: no cover - asyncpg is installed with the PostgreSQL extra
     _CLASHES: tuple[type[Exception], ...] = (IntegrityError,)
 else:
@@ -154,6 +152,7 @@ class _Batch:
         self._spans: dict[tuple[Any, ...], dict[MeasureKey, Interval]] = {}
         self._earn_keys: dict[int, frozenset[MeasureKey]] = {}
         self._starts = Starts()
+        self._uuids: list[str] = []
         self.driver: Any | None = None
         """The asyncpg connection on PostgreSQL (set once the transaction has begun)."""
         self._days: dict[tuple[datetime, ZoneInfo], date] = {}
@@ -245,6 +244,7 @@ class _Batch:
         await standings.load(members, {pid: rows for pid, rows in self.ladders.items()})
         await self._load_figures(fresh, works, standings)
         results: dict[int, dict[str, Any]] = {}
+        self._uuids = new_uuids(len(fresh))
         for index in fresh:
             command = self.commands[index]
             work = works[(command.member_id, self.programs[command.program_id].id)]
@@ -440,7 +440,7 @@ class _Batch:
         program = work.program
         ladders = self.ladders[program.id]
         figures = work.figures
-        activity_uuid = str(uuid.uuid4())
+        activity_uuid = self._uuids.pop()
         reverses: Recorded | None = None
         earning: Earning | None = None
         if command.type is ActivityType.RETURN:
@@ -946,16 +946,28 @@ class _Batch:
             for row in self.activity_rows
         ]
         causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
-        ids = await ledger.write_batch_pg(
-            driver,
-            tenant_id=self.caller.tenant_id,
-            now=self.now,
-            activities=activities,
-            days=[(*key, value) for key, value in sorted(self.day_deltas.items())],
-            totals=[(*key, value) for key, value in sorted(self.total_deltas.items())],
-            last_activity=sorted(self._latest(works).items()),
-            ids_of=causes,
-        )
+        days = [(*key, value) for key, value in sorted(self.day_deltas.items())]
+        if len(activities) + len(days) >= BULK_MIN_ROWS:
+            ids = await ledger.copy_batch_pg(
+                driver,
+                tenant_id=self.caller.tenant_id,
+                now=self.now,
+                activities=activities,
+                days=days,
+                last_activity=sorted(self._latest(works).items()),
+                ids_of=causes,
+            )
+        else:
+            ids = await ledger.write_batch_pg(
+                driver,
+                tenant_id=self.caller.tenant_id,
+                now=self.now,
+                activities=activities,
+                days=days,
+                totals=[(*key, value) for key, value in sorted(self.total_deltas.items())],
+                last_activity=sorted(self._latest(works).items()),
+                ids_of=causes,
+            )
         await standings.flush(activity_ids=ids)
 
     @staticmethod

@@ -76,10 +76,11 @@ class Plan:
             return False
         best = self.floor_rank
         for rank, all_of, checks in self.levels:
-            if all_of:
-                holds = all(_holds(op, values[i], t) for i, op, t in checks)
-            else:
-                holds = any(_holds(op, values[i], t) for i, op, t in checks)
+            holds = all_of
+            for i, operator, threshold in checks:
+                if _holds(operator, values[i], threshold) is not all_of:
+                    holds = not all_of
+                    break
             if holds:
                 best = rank
         if best is None:
@@ -141,6 +142,7 @@ class Starts:
 
     def __init__(self) -> None:
         self._found: dict[tuple[int, ZoneInfo, date], tuple[Window, datetime, date] | None] = {}
+        self._plans: dict[tuple[int, ZoneInfo, date], tuple[Plan, datetime, list[date | None]]] = {}
 
     def first_day(self, window: Window, tz: ZoneInfo, day: date, at: datetime) -> date | None:
         key = (id(window), tz, day)
@@ -169,14 +171,38 @@ class Starts:
         last = figures.last_activity_at
         if last is not None and last > at:
             return None
+        key = (id(plan), tz, day)
+        firsts = self._plans.get(key)
+        if firsts is None or firsts[0] is not plan or not firsts[1] < at:
+            firsts = self._firsts(plan, tz, day, at)
+            if firsts is None:
+                return None
+            self._plans[key] = firsts
         out: list[int] = []
         totals = figures.totals
-        for metric, window in zip(plan.metrics, plan.windows, strict=True):
-            if window is None:
+        for metric, first in zip(plan.metrics, firsts[2], strict=True):
+            if first is None:
                 out.append(totals.get(metric, 0))
+            else:
+                out.append(figures.range_sum(metric, first, day))
+        return out
+
+    def _firsts(
+        self, plan: Plan, tz: ZoneInfo, day: date, at: datetime
+    ) -> tuple[Plan, datetime, list[date | None]] | None:
+        """Per key of ``plan`` the first day its window reads on ``day`` (None for the
+        lifetime), with the latest window start (instants after it may share them)."""
+        firsts: list[date | None] = []
+        latest = datetime.min.replace(tzinfo=at.tzinfo)
+        for window in plan.windows:
+            if window is None:
+                firsts.append(None)
                 continue
             first = self.first_day(window, tz, day, at)
             if first is None:
                 return None
-            out.append(figures.range_sum(metric, first, day))
-        return out
+            found = self._found[(id(window), tz, day)]
+            assert found is not None
+            latest = max(latest, found[1])
+            firsts.append(first)
+        return plan, latest, firsts

@@ -314,3 +314,66 @@ async def write_batch_pg(
         *member_columns,
     )
     return {row[0]: row[1] for row in rows}
+
+
+# Many rows: COPY (binary, no per-value Python checks) into the ledger and into a
+# temporary table of day deltas, then one statement applies the deltas.
+
+_DELTAS = "tw_metric_day_deltas"
+_CREATE_DELTAS_PG = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_DELTAS} "
+    "(member_id bigint, program_id bigint, metric text, day date, value bigint) "
+    "ON COMMIT DELETE ROWS"
+)
+_APPLY_DELTAS_PG = f"""
+WITH d AS (
+    INSERT INTO metric_days (member_id, program_id, metric, day, value)
+    SELECT member_id, program_id, metric, day, value FROM {_DELTAS} ORDER BY 1, 2, 3, 4
+    ON CONFLICT (member_id, program_id, metric, day)
+    DO UPDATE SET value = metric_days.value + EXCLUDED.value
+), t AS (
+    INSERT INTO metric_totals (member_id, program_id, metric, value)
+    SELECT member_id, program_id, metric, sum(value) FROM {_DELTAS}
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (member_id, program_id, metric)
+    DO UPDATE SET value = metric_totals.value + EXCLUDED.value
+), m AS (
+    UPDATE members SET last_activity_at = v.at, updated_at = $4::timestamptz
+    FROM unnest($2::bigint[], $3::timestamptz[]) AS v(id, at)
+    WHERE members.id = v.id
+)
+SELECT uuid, id FROM activities WHERE uuid = ANY($1::text[])
+"""
+
+
+async def copy_batch_pg(
+    driver: Any,
+    *,
+    tenant_id: int,
+    now: datetime,
+    activities: Sequence[Sequence[Any]],
+    days: Sequence[tuple[int, int, str, date, int]],
+    last_activity: Sequence[tuple[int, datetime]],
+    ids_of: Sequence[str],
+) -> dict[str, int]:
+    """``write_batch_pg`` for many rows: ``COPY`` the activities into the ledger and the
+    day deltas into a temporary table; one statement then adds them to the buckets and
+    (summed per metric) to the running totals, sets the last activities and returns the
+    ids asked for. Four round trips whatever the size."""
+    await driver.copy_records_to_table(
+        "activities",
+        records=[(tenant_id, now, *row) for row in activities],
+        columns=["tenant_id", "recorded_at", *ACTIVITY_COLUMNS],
+    )
+    await driver.execute(_CREATE_DELTAS_PG)
+    await driver.copy_records_to_table(
+        _DELTAS, records=days, columns=["member_id", "program_id", "metric", "day", "value"]
+    )
+    rows = await driver.fetch(
+        _APPLY_DELTAS_PG,
+        list(ids_of),
+        [m for m, _ in last_activity],
+        [at for _, at in last_activity],
+        now,
+    )
+    return {row[0]: row[1] for row in rows}
