@@ -9,22 +9,26 @@ events record every move.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos import versions as repo
-from tierwise.db.repos.versions import JobRow
+from tierwise.db.repos.programs import LadderRow
+from tierwise.db.repos.versions import JobRow, VersionRow
 from tierwise.domain.errors import NotFound
 from tierwise.domain.ladder import Ladder
 from tierwise.domain.lifecycle import enter
 from tierwise.domain.state import ChangeSource, TierChange, TierState
 from tierwise.domain.versions import VersionState
+from tierwise.services.qualify_sql import Batch
 from tierwise.services.reevaluation import Decider, batch, evaluate
 from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings
@@ -43,124 +47,259 @@ async def run_job(
     batch_size: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> JobRow:
-    """Run (or resume) a go-live job to the end; returns its final row."""
-    decider: Decider | None = None
+    """Run (or resume) a go-live job to the end; returns its final row.
+
+    Each batch is one transaction: it locks its members, evaluates them, writes their
+    moves, then takes the job row and commits the batch with the job's cursor, but only
+    if the cursor is still where the batch started (a batch another runner handled
+    meanwhile is rolled back). On PostgreSQL the next batch is read and evaluated while
+    the previous one is written and committed (two transactions in flight, committed in
+    order), so the database and this process work at the same time."""
+    decider: list[Decider] = []
+    pipelined = rt.engine.dialect.name == "postgresql"
     while True:
         async with rt.transaction() as conn:
-            # Runners of one job take turns: each batch holds the job row (PostgreSQL).
-            job = await repo.job(conn, uuid=job_uuid, lock=True)
-            if job is None:
-                raise NotFound(f"no job {job_uuid}", code="job_not_found")
-            if job.state in ("done", "failed"):
-                return job
-            now = rt.clock()
-            found = await batch(
-                conn,
-                tenant_id=job.tenant_id,
-                ladder_id=job.ladder_id,
-                after_id=job.cursor,
-                limit=batch_size,
-                lock=True,
+            job = await repo.job(conn, uuid=job_uuid)
+        if job is None:
+            raise NotFound(f"no job {job_uuid}", code="job_not_found")
+        if job.state in ("done", "failed"):
+            return job
+        await _run_from(rt, job, batch_size, progress, decider, pipelined=pipelined)
+
+
+async def _run_from(
+    rt: Runtime,
+    job: JobRow,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    decider: list[Decider],
+    *,
+    pipelined: bool,
+) -> None:
+    """Batches from the job's cursor on, until the end or until a batch finds the job
+    moved on without it (then the caller reads the job again)."""
+    cursor: int | None = job.cursor
+    previous: asyncio.Task[bool] | None = None
+    flushed: asyncio.Event | None = None
+    tasks: list[asyncio.Task[bool]] = []
+    try:
+        while cursor is not None:
+            read: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+            order = _Order(previous, flushed, asyncio.Event())
+            task = asyncio.create_task(
+                _batch(rt, job.uuid, cursor, batch_size, progress, decider, order, read)
             )
-            members = found.members
-            ladders = [
-                row
-                for row in await programs_repo.ladders(
-                    conn, rt.definitions, tenant_id=job.tenant_id
-                )
-                if row.id == job.ladder_id
-            ]
-            version = await repo.version_by_id(conn, job.version_id)
-            if not members or not ladders or version is None:
-                await _finish(conn, job, now)
-                await conn.commit()
-                if progress is not None:
-                    progress(job.total, job.total)
-                continue
-            row = ladders[0]
-            program = next(
-                p
-                for p in await programs_repo.programs_of(conn, job.tenant_id)
-                if p.id == row.program_id
+            tasks.append(task)
+            flushed = order.flushed
+            waiting: set[asyncio.Future[Any]] = {task, read}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            cursor = read.result() if read.done() else None
+            # At most two batches in flight: this one, and the next once the one before
+            # this has committed.
+            if previous is not None and not await previous:
+                cursor = None
+            if not pipelined and not await task:
+                cursor = None
+            previous = task
+        if previous is not None:
+            await previous
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise
+    finally:
+        # After a failure the batch in flight rolls back (it finds its predecessor
+        # failed); its outcome is collected here.
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """How a batch waits for the one before it: it writes after that one has written
+    (``after_flush``; so writes happen in batch order) and commits after it committed
+    (``previous``). ``flushed`` is set once this batch has written (or failed)."""
+
+    previous: asyncio.Task[bool] | None
+    after_flush: asyncio.Event | None
+    flushed: asyncio.Event
+
+
+async def _batch(
+    rt: Runtime,
+    job_uuid: str,
+    cursor: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    decider: list[Decider],
+    order: _Order,
+    read: asyncio.Future[int | None],
+) -> bool:
+    """One batch after ``cursor``: True when it committed and more may follow. ``read``
+    is given the last member id read (None when there are none) as soon as it is known."""
+    try:
+        return await _batch_in(rt, job_uuid, cursor, batch_size, progress, decider, order, read)
+    finally:
+        order.flushed.set()
+        if not read.done():
+            read.set_result(None)
+
+
+async def _batch_in(
+    rt: Runtime,
+    job_uuid: str,
+    cursor: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    decider: list[Decider],
+    order: _Order,
+    read: asyncio.Future[int | None],
+) -> bool:
+    previous = order.previous
+    async with rt.transaction() as conn:
+        job = await repo.job(conn, uuid=job_uuid)
+        if job is None:
+            raise NotFound(f"no job {job_uuid}", code="job_not_found")
+        now = rt.clock()
+        found = await batch(
+            conn,
+            tenant_id=job.tenant_id,
+            ladder_id=job.ladder_id,
+            after_id=cursor,
+            limit=batch_size,
+            lock=True,
+        )
+        members = found.members
+        read.set_result(members[-1].id if members else None)
+        ladders = [
+            row
+            for row in await programs_repo.ladders(conn, rt.definitions, tenant_id=job.tenant_id)
+            if row.id == job.ladder_id
+        ]
+        version = await repo.version_by_id(conn, job.version_id)
+        finishing = not members or not ladders or version is None
+        changes: Counter[str] = Counter()
+        if not finishing:
+            assert version is not None
+            changes = await _apply(
+                rt, conn, job, found, ladders[0], version, now, decider, order.after_flush
             )
-            ladder = version.definition
-            old = await _previous_definition(conn, job.ladder_id, job.version_id)
-            standings = Standings(rt, conn, job.tenant_id, now)
-            # Standings read with the batch (rows are never deleted, so they are updated
-            # by id); members without one are placed as usual.
-            standings.adopt(
-                {(m, row.id): state for m, state in found.states.items()},
-                {(m, row.id): tier_id for m, tier_id in found.tier_ids.items()},
-            )
-            await standings.load(
-                [
-                    (m.id, m.external_id, m.enrolled_at, program)
-                    for m in members
-                    if m.id not in found.states
-                ],
-                {program.id: [row]},
-            )
-            states = {m.id: standings.get(m.id, row.id) for m in members}
-            if decider is None or (decider.ladder, decider.old) != (ladder, old):
-                decider = Decider(ladder, old, downgrades_now=job.apply_downgrades_now)
-            verdicts = await evaluate(
-                conn,
-                program=program,
-                ladder=ladder,
-                old=old,
-                members=members,
-                states=states,
-                at=now,
-                downgrades_now=job.apply_downgrades_now,
-                decide=decider,
-            )
-            changes = Counter(job.changes)
-            for item in verdicts:
-                if item.kind is None or not item.now:
-                    continue
-                state = states[item.member.id]
-                target = ladder.level(item.target) if item.target else None
-                moved = enter(
-                    ladder,
-                    state,
-                    target,
-                    now,
-                    tz=program.tz,
-                    enrolled_at=item.member.enrolled_at,
-                    last_activity_at=item.member.last_activity_at,
-                )
-                standings.change(
-                    item.member.id,
-                    row,
-                    moved,
-                    TierChange(
-                        from_level=item.current,
-                        to_level=item.target,
-                        kind=item.kind,
-                        at=now,
-                        source=ChangeSource.DEFINITION,
-                        reason=f"version {version.number} live",
-                    ),
-                    item.member.external_id,
-                )
-                changes[item.kind.value] += 1
-            await standings.flush()
-            done = job.done + len(members)
-            await repo.update_job(
-                conn,
-                job.id,
-                {
-                    "state": "running",
-                    "cursor": members[-1].id,
-                    "done": done,
-                    "total": max(job.total, done),
-                    "changes": dict(changes),
-                    "updated_at": now,
-                },
-            )
+        order.flushed.set()
+        # Runners of one job take turns: each batch commits holding the job row, in order.
+        if previous is not None and not await previous:
+            return False
+        job = await repo.job(conn, uuid=job_uuid, lock=True)
+        if job is None:
+            raise NotFound(f"no job {job_uuid}", code="job_not_found")
+        if job.state in ("done", "failed") or job.cursor != cursor:
+            return False  # another runner handled this batch: ours rolls back
+        if finishing:
+            await _finish(conn, job, now)
             await conn.commit()
             if progress is not None:
-                progress(done, max(job.total, done))
+                progress(job.total, job.total)
+            return False
+        done = job.done + len(members)
+        await repo.update_job(
+            conn,
+            job.id,
+            {
+                "state": "running",
+                "cursor": members[-1].id,
+                "done": done,
+                "total": max(job.total, done),
+                "changes": dict(Counter(job.changes) + changes),
+                "updated_at": now,
+            },
+        )
+        await conn.commit()
+    if progress is not None:
+        progress(done, max(job.total, done))
+    return True
+
+
+async def _apply(
+    rt: Runtime,
+    conn: AsyncConnection,
+    job: JobRow,
+    found: Batch,
+    row: LadderRow,
+    version: VersionRow,
+    now: datetime,
+    decider: list[Decider],
+    after_flush: asyncio.Event | None,
+) -> Counter[str]:
+    """Evaluate a batch under the version and write the moves; the changes per kind."""
+    members = found.members
+    program = next(
+        p for p in await programs_repo.programs_of(conn, job.tenant_id) if p.id == row.program_id
+    )
+    ladder = version.definition
+    old = await _previous_definition(conn, job.ladder_id, job.version_id)
+    standings = Standings(rt, conn, job.tenant_id, now)
+    # Standings read with the batch (rows are never deleted, so they are updated by id);
+    # members without one are placed as usual.
+    standings.adopt(
+        {(m, row.id): state for m, state in found.states.items()},
+        {(m, row.id): tier_id for m, tier_id in found.tier_ids.items()},
+    )
+    await standings.load(
+        [
+            (m.id, m.external_id, m.enrolled_at, program)
+            for m in members
+            if m.id not in found.states
+        ],
+        {program.id: [row]},
+    )
+    states = {m.id: standings.get(m.id, row.id) for m in members}
+    if not decider or (decider[0].ladder, decider[0].old) != (ladder, old):
+        decider[:] = [Decider(ladder, old, downgrades_now=job.apply_downgrades_now)]
+    verdicts = await evaluate(
+        conn,
+        program=program,
+        ladder=ladder,
+        old=old,
+        members=members,
+        states=states,
+        at=now,
+        downgrades_now=job.apply_downgrades_now,
+        decide=decider[0],
+    )
+    changes: Counter[str] = Counter()
+    reason = f"version {version.number} live"
+    levels = {level.key: level for level in reversed(ladder.levels)}  # as ladder.level()
+    for item in verdicts:
+        if item.kind is None or not item.now:
+            continue
+        state = states[item.member.id]
+        target = levels.get(item.target) if item.target else None
+        moved = enter(
+            ladder,
+            state,
+            target,
+            now,
+            tz=program.tz,
+            enrolled_at=item.member.enrolled_at,
+            last_activity_at=item.member.last_activity_at,
+        )
+        standings.change(
+            item.member.id,
+            row,
+            moved,
+            TierChange(
+                from_level=item.current,
+                to_level=item.target,
+                kind=item.kind,
+                at=now,
+                source=ChangeSource.DEFINITION,
+                reason=reason,
+            ),
+            item.member.external_id,
+        )
+        changes[item.kind.value] += 1
+    if after_flush is not None:
+        await after_flush.wait()
+    await standings.flush()
+    return changes
 
 
 async def _previous_definition(
