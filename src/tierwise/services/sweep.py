@@ -53,6 +53,9 @@ from tierwise.services.standing import Standings, iso_instant, new_uuids
 from tierwise.settings import Settings
 
 MAX_EVENTS_PER_STANDING = 10_000
+#: Whether PostgreSQL batches take the set-based path (window sums and writes in one
+#: statement each); off, they take the general one, as SQLite does (for comparisons).
+SET_BASED = True
 DEFAULT_BATCH_SIZE = 2000
 
 
@@ -231,7 +234,7 @@ async def _process(
     by_tenant: dict[int, list[DueStanding]] = defaultdict(list)
     for due in claimed:
         by_tenant[due.tenant_id].append(due)
-    driver = await pg_driver(conn)
+    driver = await pg_driver(conn) if SET_BASED else None
     left: list[int] = []
     if driver is None:
         for tenant_id, dues in by_tenant.items():
