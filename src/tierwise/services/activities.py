@@ -230,9 +230,11 @@ class _Batch:
         standings = Standings(self.rt, self.conn, self.caller.tenant_id, self.now)
         members = [(w.member_id, w.external_id, w.enrolled_at, w.program) for w in works.values()]
         if self.driver is not None:
-            ladder_ids = sorted({row.id for rows in self.ladders.values() for row in rows})
+            # Read after the members are locked: a statement that waited for a lock sees
+            # the rows it locked as committed, but the other tables as they were when it
+            # started (so standings are never read in the locking statement).
             states = await member_writes.states_pg(
-                self.driver, sorted({m[0] for m in members}), ladder_ids
+                self.driver, sorted({m[0] for m in members}), self._ladder_ids()
             )
             standings.adopt(states)
             # Only members without a standing on some ladder are placed (R4).
@@ -333,6 +335,9 @@ class _Batch:
         return await members_repo.members_by_external_ids(
             self.conn, self.caller.tenant_id, external_ids, lock=True
         )
+
+    def _ladder_ids(self) -> list[int]:
+        return sorted({row.id for rows in self.ladders.values() for row in rows})
 
     async def _load_figures(
         self, fresh: list[int], works: dict[tuple[str, int], _MemberWork], standings: Standings
@@ -647,17 +652,17 @@ class _Batch:
         ladder = row.definition
         assert ladder is not None
         state = standings.get(work.member_id, row.id)
-        current = ladder.level(state.level_key) if state.level_key else None
-        old = current.earn_multiplier if current else Decimal(1)
         keys = self._earn_keys.get(id(ladder))
         if keys is None:
             keys = measuring.keys_of(ladder) | {(BuiltinMetric.SPEND, LIFETIME)}
             self._earn_keys[id(ladder)] = keys
+        plan = plan_for(ladder, keys)
+        current = plan.by_key.get(state.level_key) if state.level_key else None
+        old = current.earn_multiplier if current else Decimal(1)
         lazy = earn_for_purchase(
             amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
         )
         at = command.occurred_at
-        plan = plan_for(ladder, keys)
         tz = work.program.tz
         quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
         if quick is not None:
@@ -790,6 +795,11 @@ class _Batch:
           when the ladder asks for it.
         """
         state = standings.get(work.member_id, row.id)
+        if state.assignment is None and state.grace_until is None and reverses is None:
+            # Nothing below applies unless the level's validity runs on inactivity.
+            plan = plan_for(ladder, measuring.keys_of(ladder))
+            if not state.level_key or state.level_key not in plan.inactivity:
+                return []
         original = state
         changes: list[dict[str, Any]] = []
         if (

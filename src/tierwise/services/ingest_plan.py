@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo
 from tierwise.domain.calendar import local_date, start_of_day
 from tierwise.domain.criteria import MeasureKey, Mode, Operator
 from tierwise.domain.figures import MemberFigures
-from tierwise.domain.ladder import Ladder
+from tierwise.domain.ladder import Ladder, Level, ValidityType
+from tierwise.domain.lifecycle import validity_of
 from tierwise.domain.state import AssignmentMode, TierState
 from tierwise.domain.windows import Window, WindowType, resolve
 
@@ -67,6 +68,10 @@ class Plan:
     """Levels with an attain rule, in ladder order: ``(rank, all?, checks)``."""
     floor_rank: int | None
     ranks: dict[str, int]
+    by_key: dict[str, Level]
+    """``ladder.level(key)`` of every level."""
+    inactivity: frozenset[str]
+    """Levels whose validity is ``inactivity`` (an activity restarts their clock)."""
 
     def qualifies_higher(self, values: list[int], state: TierState) -> bool:
         """Whether ``decide_upgrade`` would move the member up, with ``values`` the sums
@@ -115,7 +120,13 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         simple=simple,
         levels=tuple(levels),
         floor_rank=None if floor is None else floor.rank,
-        ranks={level.key: level.rank for level in ladder.levels},
+        ranks={level.key: level.rank for level in reversed(ladder.levels)},
+        by_key={level.key: level for level in reversed(ladder.levels)},
+        inactivity=frozenset(
+            level.key
+            for level in ladder.levels
+            if validity_of(ladder, level).type is ValidityType.INACTIVITY
+        ),
     )
 
 
