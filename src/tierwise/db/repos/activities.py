@@ -26,7 +26,9 @@ async def stored_by_keys(
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
         # Usually the transaction's first statement (so it goes through SQLAlchemy, which
         # begins the transaction); the keys as one array parameter.
-        found = await conn.execute(_STORED_PG, {"tenant_id": tenant_id, "keys": list(keys)})
+        found = await conn.execute(
+            _STORED_PG, {"tenant_id": tenant_id, "keys": list(dict.fromkeys(keys))}
+        )
         return {row[0]: (row[1], row[2]) for row in found}
     rows = await conn.execute(
         select(Activity.idempotency_key, Activity.request_hash, Activity.result).where(
@@ -37,9 +39,13 @@ async def stored_by_keys(
 
 
 _STORED_PG = text(
+    "SELECT a.idempotency_key, a.request_hash, a.result "
+    "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
     "SELECT idempotency_key, request_hash, result FROM activities "
-    "WHERE tenant_id = :tenant_id AND idempotency_key = ANY(CAST(:keys AS text[]))"
+    "WHERE tenant_id = :tenant_id AND idempotency_key = k.key LIMIT 1) AS a"
 )
+"""One unique-index probe per key, whatever the planner's statistics say (``= ANY`` over
+a large array let a plan without statistics filter every row of the tenant instead)."""
 """Untyped: the driver decodes the JSON ``result`` itself."""
 
 
@@ -342,7 +348,8 @@ WITH d AS (
     FROM unnest($2::bigint[], $3::timestamptz[]) AS v(id, at)
     WHERE members.id = v.id
 )
-SELECT uuid, id FROM activities WHERE uuid = ANY($1::text[])
+SELECT a.uuid, a.id FROM unnest($1::text[]) AS k(uuid)
+CROSS JOIN LATERAL (SELECT uuid, id FROM activities WHERE uuid = k.uuid LIMIT 1) AS a
 """
 
 

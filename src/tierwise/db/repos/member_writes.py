@@ -67,10 +67,14 @@ async def lock_members_pg(
 
 
 _STATES_PG = (
-    "SELECT member_id, ladder_id, level_key, achieved_at, cycle_start, expires_at, "
-    "check_due_at, previous_level_key, assignment, grace_until, credit "
-    "FROM member_tiers WHERE member_id = ANY($1::bigint[]) AND ladder_id = ANY($2::bigint[])"
+    "SELECT t.member_id, t.ladder_id, t.level_key, t.achieved_at, t.cycle_start, "
+    "t.expires_at, t.check_due_at, t.previous_level_key, t.assignment, t.grace_until, t.credit "
+    "FROM unnest($1::bigint[]) AS k(member_id) CROSS JOIN LATERAL ("
+    "SELECT * FROM member_tiers WHERE member_id = k.member_id AND ladder_id = ANY($2::bigint[]) "
+    "OFFSET 0) AS t"
 )
+"""Per member, its standings by the unique (member, ladder) index (a plan over ``= ANY``
+of both columns may otherwise scan every standing of the ladders)."""
 
 
 async def states_pg(
