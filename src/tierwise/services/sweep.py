@@ -289,46 +289,46 @@ class _BatchRecorder:
     async def flush(self, driver: Any, now: datetime) -> None:
         if not self.states:
             return
-        arrays = sweep_sql.ChangeArrays()
-        uuids = new_uuids(2 * len(self.changes))
+        changes = self.changes
+        uuids = new_uuids(2 * len(changes))
         payload_text = sweep_sql.payload_text
-        for n, (standing, row, change) in enumerate(self.changes):
+        rows: list[tuple[Any, ...]] = []
+        for n, (standing, row, change) in enumerate(changes):
             change_uuid = uuids[2 * n]
             kind = change.kind._value_
             source = change.source._value_
-            arrays.change_uuid.append(change_uuid)
-            arrays.event_uuid.append(uuids[2 * n + 1])
-            arrays.tenant_id.append(standing.tenant_id)
-            arrays.member_id.append(standing.member_id)
-            arrays.ladder_id.append(row.id)
-            arrays.from_level.append(change.from_level)
-            arrays.to_level.append(change.to_level)
-            arrays.kind.append(kind)
-            arrays.source.append(source)
-            arrays.actor.append(change.actor)
-            arrays.reason.append(change.reason)
-            arrays.at.append(change.at)
-            arrays.payload.append(
-                payload_text(
-                    {
-                        "change_id": change_uuid,
-                        "member_id": standing.external_id or "",
-                        "program_id": row.program_id,
-                        "ladder": row.key,
-                        "from": change.from_level,
-                        "to": change.to_level,
-                        "kind": kind,
-                        "source": source,
-                        "activity_id": None,
-                        "actor": change.actor,
-                        "reason": change.reason,
-                        "at": iso_instant(change.at),
-                    }
+            payload = {
+                "change_id": change_uuid,
+                "member_id": standing.external_id or "",
+                "program_id": row.program_id,
+                "ladder": row.key,
+                "from": change.from_level,
+                "to": change.to_level,
+                "kind": kind,
+                "source": source,
+                "activity_id": None,
+                "actor": change.actor,
+                "reason": change.reason,
+                "at": iso_instant(change.at),
+            }
+            rows.append(
+                (
+                    change_uuid,
+                    uuids[2 * n + 1],
+                    standing.tenant_id,
+                    standing.member_id,
+                    row.id,
+                    change.from_level,
+                    change.to_level,
+                    kind,
+                    source,
+                    change.actor,
+                    change.reason,
+                    change.at,
+                    payload_text(payload),
                 )
             )
-        await sweep_sql.write_batch(
-            driver, now=now, standings=list(self.states.items()), changes=arrays
-        )
+        await sweep_sql.write_batch(driver, now=now, standings=self.states.items(), changes=rows)
         self.states = {}
         self.changes = []
 

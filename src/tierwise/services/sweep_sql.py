@@ -7,13 +7,13 @@ a fixed number of round trips whatever its size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from tierwise.db.repos.members import STATE_COLUMNS, STATE_TYPES, state_arrays
+from tierwise.db.repos.members import STATE_COLUMNS, STATE_TYPES, state_rows
 from tierwise.domain.state import TierState
 
 # -- window sums --------------------------------------------------------------------------
@@ -29,8 +29,8 @@ SELECT CASE WHEN u.lo IS NULL THEN
           WHERE d.member_id = u.m AND d.program_id = $1 AND d.metric = u.metric
             AND d.day >= u.lo AND d.day <= u.hi)
        END
-FROM unnest($2::bigint[], $3::text[], $4::date[], $5::date[]) WITH ORDINALITY
-     AS u(m, metric, lo, hi, i)
+FROM (SELECT (r->>0)::bigint AS m, r->>1 AS metric, (r->>2)::date AS lo, (r->>3)::date AS hi, i
+      FROM jsonb_array_elements($2::text::jsonb) WITH ORDINALITY AS x(r, i)) AS u
 ORDER BY u.i
 """
 
@@ -44,43 +44,50 @@ async def window_sums(
     member's figure: the running total, or the sum of the daily buckets of those days."""
     if not requests:
         return []
-    rows = await driver.fetch(
-        _SUMS,
-        program_id,
-        [r[0] for r in requests],
-        [r[1] for r in requests],
-        [r[2] for r in requests],
-        [r[3] for r in requests],
-    )
+    rows = await driver.fetch(_SUMS, program_id, rows_json(requests))
     return [row[0] or 0 for row in rows]
 
 
 # -- writes -------------------------------------------------------------------------------
 
 
-def _arrays(first: int) -> str:
-    return ", ".join(f"${first + i}::{STATE_TYPES[name]}[]" for i, name in enumerate(STATE_COLUMNS))
+def rows_json(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as one JSON array of arrays: a batch goes to the server as one text value
+    (instants as ISO 8601 with their offset, naive ones as UTC; dates as ISO dates),
+    which costs far less to encode than one array parameter per column."""
+    return orjson.dumps(list(rows), option=orjson.OPT_NAIVE_UTC).decode()
 
 
-_N = len(STATE_COLUMNS)
-_C = 3 + _N  # first parameter of the change arrays
+def _column(n: int, name: str) -> str:
+    kind = STATE_TYPES[name]
+    if kind == "text":
+        return f"r->>{n} AS {name}"
+    return f"(r->>{n})::{kind} AS {name}"
 
+
+_STATE_SELECT = ", ".join(_column(n + 1, c) for n, c in enumerate(STATE_COLUMNS))
+
+#: ``(member_tiers id, *STATE_COLUMNS)`` per standing, then per change ``CHANGE_FIELDS``.
 _WRITE = f"""
-WITH standings AS (
+WITH s AS MATERIALIZED (
+    SELECT (r->>0)::bigint AS id, {
+    ", ".join(_column(n + 1, c) for n, c in enumerate(STATE_COLUMNS))
+}
+    FROM jsonb_array_elements($2::text::jsonb) AS x(r)
+), standings AS (
     UPDATE member_tiers AS t SET {
     ", ".join(f"{n} = s.{n}::json" if n == "assignment" else f"{n} = s.{n}" for n in STATE_COLUMNS)
 }, updated_at = $1::timestamptz
-    FROM unnest($2::bigint[], {_arrays(3)}) AS s(id, {", ".join(STATE_COLUMNS)})
+    FROM s
     WHERE t.id = s.id
 ), c AS MATERIALIZED (
-    SELECT * FROM unnest(
-        ${_C}::text[], ${_C + 1}::text[], ${_C + 2}::bigint[], ${_C + 3}::bigint[],
-        ${_C + 4}::bigint[], ${_C + 5}::text[], ${_C + 6}::text[], ${_C + 7}::text[],
-        ${_C + 8}::text[], ${_C + 9}::text[], ${_C + 10}::text[], ${_C + 11}::timestamptz[],
-        ${_C + 12}::text[]
-    ) WITH ORDINALITY AS c(change_uuid, event_uuid, tenant_id, member_id, ladder_id,
-                           from_level_key, to_level_key, kind, source, actor, reason,
-                           occurred_at, payload, i)
+    SELECT r->>0 AS change_uuid, r->>1 AS event_uuid, (r->>2)::bigint AS tenant_id,
+           (r->>3)::bigint AS member_id, (r->>4)::bigint AS ladder_id,
+           r->>5 AS from_level_key, r->>6 AS to_level_key, r->>7 AS kind, r->>8 AS source,
+           r->>9 AS actor, r->>10 AS reason, (r->>11)::timestamptz AS occurred_at,
+           payload, i
+    FROM ROWS FROM (jsonb_array_elements($3::text::jsonb), unnest($4::text[]))
+         WITH ORDINALITY AS x(r, payload, i)
 ), history AS (
     INSERT INTO tier_changes (uuid, tenant_id, member_id, ladder_id, from_level_key,
                               to_level_key, kind, source, activity_id, actor, reason,
@@ -96,60 +103,22 @@ SELECT event_uuid, tenant_id, member_id, 'tier.' || kind, payload::json, occurre
 FROM c ORDER BY i
 """
 
-
-class ChangeArrays:
-    """Level changes of a batch, one list per column, in the order they happened."""
-
-    __slots__ = (
-        "actor",
-        "at",
-        "change_uuid",
-        "event_uuid",
-        "from_level",
-        "kind",
-        "ladder_id",
-        "member_id",
-        "payload",
-        "reason",
-        "source",
-        "tenant_id",
-        "to_level",
-    )
-
-    def __init__(self) -> None:
-        self.change_uuid: list[str] = []
-        self.event_uuid: list[str] = []
-        self.tenant_id: list[int] = []
-        self.member_id: list[int] = []
-        self.ladder_id: list[int] = []
-        self.from_level: list[str | None] = []
-        self.to_level: list[str | None] = []
-        self.kind: list[str] = []
-        self.source: list[str] = []
-        self.actor: list[str | None] = []
-        self.reason: list[str | None] = []
-        self.at: list[datetime] = []
-        self.payload: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self.change_uuid)
-
-    def columns(self) -> list[list[Any]]:
-        return [
-            self.change_uuid,
-            self.event_uuid,
-            self.tenant_id,
-            self.member_id,
-            self.ladder_id,
-            self.from_level,
-            self.to_level,
-            self.kind,
-            self.source,
-            self.actor,
-            self.reason,
-            self.at,
-            self.payload,
-        ]
+#: What each change row holds, in order.
+CHANGE_FIELDS = (
+    "change_uuid",
+    "event_uuid",
+    "tenant_id",
+    "member_id",
+    "ladder_id",
+    "from_level_key",
+    "to_level_key",
+    "kind",
+    "source",
+    "actor",
+    "reason",
+    "occurred_at",
+    "payload",
+)
 
 
 def payload_text(value: dict[str, Any]) -> str:
@@ -161,15 +130,16 @@ async def write_batch(
     driver: Any,
     *,
     now: datetime,
-    standings: Sequence[tuple[int, TierState]],
-    changes: ChangeArrays,
+    standings: Iterable[tuple[int, TierState]],
+    changes: Sequence[tuple[Any, ...]],
 ) -> None:
     """Update the claimed standings ``(member_tiers id, new state)`` and append their
-    history and outbox events, in one statement."""
+    history and outbox events (rows in ``CHANGE_FIELDS`` order, in the order the
+    changes happened), in one statement."""
     await driver.execute(
         _WRITE,
         now,
-        [i for i, _ in standings],
-        *state_arrays(s for _, s in standings),
-        *changes.columns(),
+        rows_json(state_rows(standings)),
+        rows_json(c[:-1] for c in changes),
+        [c[-1] for c in changes],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -584,4 +584,24 @@ async def upgrade_caused_by(
 # For set-based writers elsewhere (the sweep's one-statement batch write).
 STATE_COLUMNS = _STATE_COLUMNS
 STATE_TYPES = _STATE_TYPES
-state_arrays = _state_arrays
+
+
+def state_rows(states: Iterable[tuple[int, TierState]]) -> Iterator[tuple[Any, ...]]:
+    """``(key, *values in STATE_COLUMNS order)`` per ``(key, state)``; the assignment as
+    JSON text, as SQLAlchemy's JSON type writes it (None is the JSON ``null``)."""
+    dumps = json.dumps
+    for key, state in states:
+        held = state.assignment
+        yield (
+            key,
+            state.level_key,
+            state.previous_level_key,
+            state.achieved_at,
+            state.cycle_start,
+            state.due_at,
+            state.expires_at,
+            state.check_due_at,
+            state.grace_until,
+            state.credit,
+            "null" if held is None else dumps(_assignment_json(held)),
+        )
