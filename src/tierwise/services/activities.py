@@ -131,6 +131,10 @@ class _MemberWork:
     last_activity_at: datetime | None
     program: Program
     figures: MemberFigures = field(init=False)
+    tz: ZoneInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tz = self.program.tz  # a property that looks the zone up on every call
 
 
 class _Batch:
@@ -412,7 +416,7 @@ class _Batch:
     ) -> date | Literal[False] | None:
         """``first_day_needed`` over the member's ladders at ``first_at`` and at its last
         activity, when every window is the lifetime or a shared one (else False)."""
-        tz = work.program.tz
+        tz = work.tz
         last = work.last_activity_at
         days: list[date] = []
         for row in self.ladders[work.program.id]:
@@ -517,7 +521,7 @@ class _Batch:
                     index=index,
                 )
         previous_last = figures.last_activity_at
-        day = self._day(command.occurred_at, program.tz)
+        day = self._day(command.occurred_at, work.tz)
         figures.apply_on(day, command.occurred_at, effects)
         self._buckets(work, day, effects)
         changes: list[dict[str, Any]] = []
@@ -663,7 +667,7 @@ class _Batch:
             amount, currency, earn_rate=work.program.earn_rate, old_multiplier=old
         )
         at = command.occurred_at
-        tz = work.program.tz
+        tz = work.tz
         quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
         if quick is not None:
             # As _plus below: the purchase falls inside every window read at its instant.
@@ -742,7 +746,7 @@ class _Batch:
     ) -> dict[str, Any] | None:
         """R9: move up at once; R18: note the attain overshoot as credit."""
         state = standings.get(work.member_id, row.id)
-        tz = work.program.tz
+        tz = work.tz
         plan = plan_for(ladder, measuring.keys_of(ladder))
         quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
         if quick is not None and not plan.qualifies_higher(quick, state):
