@@ -79,12 +79,15 @@ async def batch_pg(
     return Batch(members, states, tier_ids)
 
 
+# ``t.member_id > $2`` repeats the members' bound for the standings, so that a merge join
+# starts reading them at the cursor rather than at the first member (every batch would
+# otherwise read all the standings before its own: quadratic in the number of members).
 _BATCH_PG = """
 SELECT m.id, m.uuid, m.external_id, m.enrolled_at, m.last_activity_at, m.created_at,
        t.id, t.level_key, t.achieved_at, t.cycle_start, t.expires_at, t.check_due_at,
        t.previous_level_key, t.assignment::text, t.grace_until, t.credit
 FROM members m
-LEFT JOIN member_tiers t ON t.member_id = m.id AND t.ladder_id = $4
+LEFT JOIN member_tiers t ON t.member_id = m.id AND t.ladder_id = $4 AND t.member_id > $2
 WHERE m.tenant_id = $1 AND m.id > $2
 ORDER BY m.id
 LIMIT $3
