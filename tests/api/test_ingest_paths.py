@@ -119,3 +119,22 @@ def test_a_large_batch_records_what_single_posts_record_dynamic(api: Api) -> Non
 
 def test_a_large_batch_records_what_single_posts_record_lazy(api: Api) -> None:
     _run(api, "lazy")
+
+
+def test_concurrent_repeats_of_a_large_batch_are_stored_once(api: Api) -> None:
+    """R12 on the COPY path: a concurrent writer of the same keys makes the copy fail on
+    the unique key; the batch is retried and answered as a repeat."""
+    from tests.api.test_activities import concurrently, setup
+
+    setup(api)
+    items = [activity_body(f"m{i % 7}", "purchase", amount_minor=100) for i in range(150)]
+    responses = concurrently(
+        4, lambda _: api.post("/v1/activities/batch", json={"activities": items})
+    )
+    assert all(r.status_code == 200 for r in responses), [r.text[:300] for r in responses]
+    assert sorted(r.json()["duplicates"] for r in responses) == [0, 150, 150, 150]
+    first = next(r.json() for r in responses if r.json()["duplicates"] == 0)
+    for r in responses:
+        assert [x["id"] for x in r.json()["results"]] == [x["id"] for x in first["results"]]
+    total = sum(figures(api, f"m{i}")["spend"] for i in range(7))
+    assert total == 150 * 100
