@@ -157,6 +157,7 @@ class _Batch:
         self._earn_keys: dict[int, frozenset[MeasureKey]] = {}
         self._starts = Starts()
         self._uuids: list[str] = []
+        self._no_upgrade: tuple[int, int, datetime] | None = None
         self.driver: Any | None = None
         """The asyncpg connection on PostgreSQL (set once the transaction has begun)."""
         self._days: dict[tuple[datetime, ZoneInfo], date] = {}
@@ -450,6 +451,7 @@ class _Batch:
         ladders = self.ladders[program.id]
         figures = work.figures
         activity_uuid = self._uuids.pop()
+        self._no_upgrade = None
         reverses: Recorded | None = None
         earning: Earning | None = None
         if command.type is ActivityType.RETURN:
@@ -531,6 +533,8 @@ class _Batch:
             if previous_last is not None and previous_last > command.occurred_at:
                 times.append(previous_last)  # R13: a late activity may complete a later total
             for at in times:
+                if self._no_upgrade == (work.member_id, row.id, at):
+                    continue
                 change = await self._upgrade(
                     row, row.definition, work, standings, at, source_activity=activity_uuid
                 )
@@ -675,6 +679,9 @@ class _Batch:
             for i, metric in enumerate(plan.metrics):
                 quick[i] += added.get(metric, 0)
             if not plan.qualifies_higher(quick, state):
+                # These are the sums _upgrade reads at this instant once the purchase is
+                # applied (with the points just earned): it need not read them again.
+                self._no_upgrade = (work.member_id, row.id, at)
                 return lazy
         spans = self._intervals(
             keys,
