@@ -25,6 +25,8 @@ from tierwise.db.repos import programs as programs_repo
 from tierwise.domain.calendar import zone
 from tierwise.domain.evaluation import qualified_level
 from tierwise.domain.ladder import Ladder
+from tierwise.domain.lifecycle import enter
+from tierwise.domain.state import Assignment, AssignmentMode, TierState
 from tierwise.domain.windows import resolve
 from tierwise.services import golive, qualify_sql, reevaluation
 from tierwise.services import versions as version_service
@@ -130,7 +132,9 @@ def world(api: Api) -> tuple[int, datetime]:
             if rng.random() < 0.1:
                 when = at + timedelta(seconds=rng.randrange(1, 86400))
             kind = rng.choice(["points_credit", "points_credit", "visit"])
-            fields = {"points": rng.choice([50, 150, 400, 700, 1200])} if kind != "visit" else {}
+            fields: dict[str, Any] = (
+                {"points": rng.choice([50, 150, 400, 700, 1200])} if kind != "visit" else {}
+            )
             bodies.append(activity_body(member, kind, at=when.isoformat(), **fields))
     # Activity right at, just after and just before every window's first local midnight.
     edges = sorted(
@@ -146,8 +150,9 @@ def world(api: Api) -> tuple[int, datetime]:
     for j, edge in enumerate(edges * 3):
         member = f"m{(7 * j) % MEMBERS:03d}"
         for when in (edge, edge + timedelta(hours=1), edge - timedelta(seconds=1), at):
-            fields = {"points": 100 + j}
-            bodies.append(activity_body(member, "points_credit", at=when.isoformat(), **fields))
+            bodies.append(
+                activity_body(member, "points_credit", at=when.isoformat(), points=100 + j)
+            )
             bodies.append(activity_body(member, "visit", at=when.isoformat()))
     for start in range(0, len(bodies), 50):
         batch(api, bodies[start : start + 50])
@@ -225,7 +230,7 @@ def test_sql_figures_and_verdicts_match_the_python_path(
                     expected = [
                         reevaluation.verdict(
                             m,
-                            states.get(m.id, reevaluation.TierState()),
+                            states.get(m.id, TierState()),
                             ladder,
                             row.definition,
                             qualified_level(ladder, slow[m.id]),
@@ -274,3 +279,69 @@ def test_the_preview_matches_the_python_path(
     assert fast["members"] == MEMBERS and fast["up"] + fast["down"] > 5
     assert fast == slow
     assert fast_small == slow
+
+
+VALIDITIES: list[dict[str, Any]] = [
+    {"type": "none"},
+    {"type": "fixed_months", "months": 12},
+    {"type": "enrolment_anniversary"},
+    {"type": "fixed_date", "month": 3, "day": 31, "min_stay_months": 6},
+    {"type": "calendar_year", "extend_months": 2},
+    {"type": "fixed_year", "month": 7, "day": 1},
+    {"type": "inactivity", "inactivity_days": 90},
+]
+
+
+def test_entered_is_enter() -> None:
+    """``golive.entered`` builds the state ``lifecycle.enter`` does, for every validity
+    type, per-level validity, check schedule, zone, and standings with assignments,
+    grace, credit and later instants."""
+    rng = random.Random(7)
+    base = datetime(2025, 3, 30, 1, 30, tzinfo=UTC)
+    assignment = Assignment("gold", AssignmentMode.FLOOR, "vip", "ops", base, base)
+    cases = 0
+    for validity in VALIDITIES:
+        for schedule in ("daily", "month_end"):
+            body = live_body()
+            body["validity"] = validity
+            body["check_schedule"] = schedule
+            body["levels"][2]["validity"] = rng.choice(VALIDITIES)
+            ladder = Ladder.model_validate(body)
+            for _ in range(40):
+                tz = zone(rng.choice(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]))
+                at = base + timedelta(days=rng.randrange(800), seconds=rng.randrange(86400))
+                enrolled = at - timedelta(days=rng.randrange(1, 900), seconds=rng.randrange(86400))
+                last = rng.choice([None, at - timedelta(hours=rng.randrange(1, 2000))])
+                state = TierState(
+                    rng.choice([None, "bronze", "silver", "gold"]),
+                    enrolled,
+                    enrolled + timedelta(days=3),
+                    at + timedelta(days=9),
+                    at + timedelta(days=10),
+                    rng.choice([None, "silver"]),
+                    rng.choice([None, assignment]),
+                    rng.choice([None, at + timedelta(days=1)]),
+                    rng.choice([0, 250]),
+                )
+                for target in (None, *ladder.levels):
+                    expected = enter(
+                        ladder,
+                        state,
+                        target,
+                        at,
+                        tz=tz,
+                        enrolled_at=enrolled,
+                        last_activity_at=last,
+                    )
+                    found = golive.entered(
+                        ladder,
+                        state,
+                        target,
+                        at,
+                        tz=tz,
+                        enrolled_at=enrolled,
+                        last_activity_at=last,
+                    )
+                    assert found == expected
+                    cases += 1
+    assert cases > 2000
