@@ -49,7 +49,7 @@ from tierwise.domain.state import TierChange, TierState
 from tierwise.domain.windows import Interval, WindowType
 from tierwise.services import measuring, sweep_sql
 from tierwise.services.runtime import Runtime
-from tierwise.services.standing import Standings, iso_instant, new_uuids
+from tierwise.services.standing import Standings, iso_instant, time_ordered_uuids
 from tierwise.settings import Settings
 
 MAX_EVENTS_PER_STANDING = 10_000
@@ -290,7 +290,7 @@ class _BatchRecorder:
         if not self.states:
             return
         changes = self.changes
-        uuids = new_uuids(2 * len(changes))
+        uuids = time_ordered_uuids(2 * len(changes))
         payload_text = sweep_sql.payload_text
         rows: list[tuple[Any, ...]] = []
         for n, (standing, row, change) in enumerate(changes):
