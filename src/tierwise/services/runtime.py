@@ -86,7 +86,10 @@ class Runtime:
             self._driver_pool = await asyncpg.create_pool(
                 url.render_as_string(hide_password=False),
                 min_size=1,
-                max_size=self.settings.db_pool_size,
+                # Few connections suffice (one short statement each); idle ones close,
+                # so that two pools per process stay within the server's connections.
+                max_size=min(8, self.settings.db_pool_size),
+                max_inactive_connection_lifetime=30,
             )
         async with self._driver_pool.acquire() as conn:
             yield conn
