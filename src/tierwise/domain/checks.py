@@ -8,17 +8,18 @@ member's figures at the instant ``measure_at(event)`` and passes them in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from tierwise.domain.calendar import ONE_SECOND
 from tierwise.domain.criteria import Measures, Rule
-from tierwise.domain.evaluation import qualified_level, rank_of
+from tierwise.domain.evaluation import qualified_level
 from tierwise.domain.ladder import DowngradePolicy, Ladder, Level, RenewalMode, Rollover
 from tierwise.domain.lifecycle import enter, validity_instants
 from tierwise.domain.state import (
+    Assignment,
     AssignmentMode,
     ChangeKind,
     ChangeSource,
@@ -77,6 +78,82 @@ class Context:
     last_activity_at: datetime | None
 
 
+# -- fast paths ---------------------------------------------------------------------------
+# The sweep applies these rules to every due standing, so the few steps every check takes
+# are built directly; each gives exactly what the general form gives (tested).
+
+#: ``TierState``'s fields in order, as the direct constructions below assume; should the
+#: state gain a field, they fall back to ``dataclasses.replace`` and ``enter``.
+_STATE_FIELDS = (
+    "level_key",
+    "achieved_at",
+    "cycle_start",
+    "expires_at",
+    "check_due_at",
+    "previous_level_key",
+    "assignment",
+    "grace_until",
+    "credit",
+)
+_DIRECT = tuple(f.name for f in fields(TierState)) == _STATE_FIELDS
+
+_LEVELS: dict[int, tuple[Ladder, tuple[Level, ...], dict[str, Level]]] = {}
+
+
+def level_of(ladder: Ladder, key: str) -> Level | None:
+    """``ladder.level(key)`` from a table made once per (immutable) ladder."""
+    found = _LEVELS.get(id(ladder))
+    if found is None or found[0] is not ladder or found[1] is not ladder.levels:
+        table: dict[str, Level] = {}
+        for level in ladder.levels:
+            table.setdefault(level.key, level)
+        if len(_LEVELS) >= 4096:
+            _LEVELS.clear()
+        found = _LEVELS[id(ladder)] = (ladder, ladder.levels, table)
+    return found[2].get(key)
+
+
+def _rank(ladder: Ladder, level: Level | None) -> int:
+    """``rank_of(ladder, level.key)``: 0 for no level or one not on the ladder."""
+    if level is None:
+        return 0
+    found = level_of(ladder, level.key)
+    return found.rank if found is not None else 0
+
+
+def entered(
+    ladder: Ladder,
+    state: TierState,
+    level: Level | None,
+    at: datetime,
+    ctx: Context,
+    assignment: Assignment | None,
+) -> TierState:
+    """``lifecycle.enter(…, assignment=assignment)``, built in one step."""
+    if not _DIRECT:
+        return enter(
+            ladder,
+            state,
+            level,
+            at,
+            tz=ctx.tz,
+            enrolled_at=ctx.enrolled_at,
+            last_activity_at=ctx.last_activity_at,
+            assignment=assignment,
+        )
+    key = level.key if level is not None else None
+    start = at if key is not None else None
+    expiry, due = validity_instants(
+        ladder,
+        level,
+        start,
+        tz=ctx.tz,
+        enrolled_at=ctx.enrolled_at,
+        last_activity_at=ctx.last_activity_at,
+    )
+    return TierState(key, start, start, expiry, due, state.level_key, assignment, None, 0)
+
+
 def keep_rule(level: Level) -> Rule | None:
     """R16: the maintain rule, or the attain rule when the level has none."""
     return level.maintain if level.maintain is not None else level.attain
@@ -129,20 +206,14 @@ def downgrade_target(
             target = ladder.floor
         case DowngradePolicy.TO_QUALIFYING:
             qualified = qualified_level(ladder, measures)
-            target = (
-                qualified
-                if rank_of(ladder, qualified.key if qualified else None) < (current.rank)
-                else ladder.below(current)
-            )
+            target = qualified if _rank(ladder, qualified) < current.rank else ladder.below(current)
     floor = ladder.floor
-    if floor is not None and rank_of(ladder, target.key if target else None) < floor.rank:
+    if floor is not None and _rank(ladder, target) < floor.rank:
         target = floor
     assignment = state.assignment
     if assignment is not None and assignment.mode is AssignmentMode.FLOOR:
-        assigned = ladder.level(assignment.level_key)
-        if assigned is not None and rank_of(ladder, target.key if target else None) < (
-            assigned.rank
-        ):
+        assigned = level_of(ladder, assignment.level_key)
+        if assigned is not None and _rank(ladder, target) < assigned.rank:
             target = assigned
     return target
 
@@ -172,14 +243,27 @@ def renew(
         enrolled_at=ctx.enrolled_at,
         last_activity_at=ctx.last_activity_at,
     )
-    renewed = replace(
-        state,
-        cycle_start=start,
-        grace_until=None,
-        credit=credit,
-        expires_at=expiry,
-        check_due_at=due,
-    )
+    if _DIRECT:
+        renewed = TierState(
+            state.level_key,
+            state.achieved_at,
+            start,
+            expiry,
+            due,
+            state.previous_level_key,
+            state.assignment,
+            None,
+            credit,
+        )
+    else:
+        renewed = replace(
+            state,
+            cycle_start=start,
+            grace_until=None,
+            credit=credit,
+            expires_at=expiry,
+            check_due_at=due,
+        )
     change = TierChange(
         from_level=level.key,
         to_level=level.key,
@@ -199,17 +283,14 @@ def move_down(
     ctx: Context,
     measures: Measures,
 ) -> Outcome:
-    moved = enter(
+    held = state.assignment
+    moved = entered(
         ladder,
         state,
         target,
         at,
-        tz=ctx.tz,
-        enrolled_at=ctx.enrolled_at,
-        last_activity_at=ctx.last_activity_at,
-        assignment=state.assignment
-        if state.assignment is not None and (state.assignment.mode is AssignmentMode.FLOOR)
-        else None,
+        ctx,
+        held if held is not None and held.mode is AssignmentMode.FLOOR else None,
     )
     kind = ChangeKind.DOWNGRADED if target is not None else ChangeKind.LOST
     return Outcome(
@@ -226,7 +307,7 @@ def move_down(
 
 def handle(ladder: Ladder, state: TierState, due: Due, measures: Measures, ctx: Context) -> Outcome:
     """Apply one due event to a standing. The result is never due at ``due.at`` again."""
-    current = ladder.level(state.level_key) if state.level_key else None
+    current = level_of(ladder, state.level_key) if state.level_key else None
     if due.kind is DueKind.ASSIGNMENT_EXPIRY:
         return _assignment_expired(ladder, state, due, measures, ctx)
     if current is None:
