@@ -6,13 +6,21 @@ event in time order until its next due instant lies after ``as_of``, so a late s
 handles every missed due date once, in order. A second sweep finds nothing due; a
 crashed sweep leaves unhandled standings due for the next one.
 
-Cost grows with the due standings only: each batch is one claim (standings and their
-members in one statement), one read of totals and one of daily buckets per program, and
-set-wise writes (on PostgreSQL one array statement for the standings and ``COPY`` for
-history and events). Memory is one batch: a handled standing is no longer due, so the
-next claim does not see it; only the rare standing that stays due (a ladder without a
-live definition, a stale due instant, more than ``MAX_EVENTS_PER_STANDING`` events) is
-remembered, so that it is not claimed again in this sweep.
+Cost grows with the due standings only, a fixed number of statements per batch. On
+PostgreSQL (``sweep_sql``) a batch is: one claim (standings and their members); one
+statement per program that sums, for every standing whose windows cover whole days, each
+window over the daily buckets (or takes the running total), so the first due event of
+those standings is decided without loading their buckets into Python; and one statement
+that updates the standings and appends their history and outbox events (rows sent as one
+JSON text). Standings whose windows start or end inside a day, and the rare ones with
+further events due, continue on the general path (one read of totals and daily buckets
+per program, single activities for edge days) within the same batch and its one write.
+SQLite always takes the general path and writes through ``Standings``.
+
+Memory is one batch: a handled standing is no longer due, so the next claim does not see
+it; only the rare standing that stays due (a ladder without a live definition, a stale
+due instant, more than ``MAX_EVENTS_PER_STANDING`` events) is remembered, so that it is
+not claimed again in this sweep.
 """
 
 from __future__ import annotations
