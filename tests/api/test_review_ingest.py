@@ -1,0 +1,42 @@
+"""Review of the activity path against R9 and R13 (late activities)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.helpers import activity, criterion, history, level, only_ladder
+from tests.api.helpers import ladder as add_ladder
+from tests.api.helpers import program as add_program
+from tests.conftest import Api
+
+ROLLING_30 = {"type": "rolling_days", "days": 30}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a late activity is checked only at its own instant and at the member's "
+    "latest activity (services/activities.py _apply, times = [occurred_at, previous_last]); "
+    "a rolling total it completes at an activity in between is never seen",
+)
+def test_review_a_late_activity_completes_a_rolling_total_at_a_later_activity(
+    api: Api,
+) -> None:
+    """R13: late activities count in the windows they fall in; R9: the upgrade is as of the
+    activity at which the member qualifies. 250 (late, Jan 5) + 300 (Jan 10) = 550 >= 500
+    inside 30 days, so the member held silver from Jan 10."""
+    p = add_program(api)
+    add_ladder(
+        api,
+        p["id"],
+        {
+            "key": "status",
+            "name": "Status",
+            "levels": [level("silver", 1, criterion("points_earned", 500, window=ROLLING_30))],
+        },
+    )
+    activity(api, "m", points=300, at="2025-01-10T12:00:00Z")
+    activity(api, "m", points=10, at="2025-03-01T12:00:00Z")  # the latest activity
+    activity(api, "m", points=250, at="2025-01-05T12:00:00Z")  # late
+    changes = [(e["to_level"], e["occurred_at"]) for e in history(api, "m")]
+    assert changes == [("silver", "2025-01-10T12:00:00Z")]
+    assert only_ladder(api, "m")["current_level"]["key"] == "silver"
