@@ -40,3 +40,25 @@ def test_review_a_late_activity_completes_a_rolling_total_at_a_later_activity(
     changes = [(e["to_level"], e["occurred_at"]) for e in history(api, "m")]
     assert changes == [("silver", "2025-01-10T12:00:00Z")]
     assert only_ladder(api, "m")["current_level"]["key"] == "silver"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: domain/earning._part renders the rate with Decimal.normalize(), so a whole "
+    "rate of 10 or 20 is sent as '1E+1' / '2E+1' in the activity's earn parts",
+)
+def test_review_earn_parts_render_whole_rates_without_an_exponent(api: Api) -> None:
+    """R11/R8: the earn parts say which rate applied, as a plain decimal string."""
+    p = add_program(api, earn_rate="10")
+    add_ladder(
+        api,
+        p["id"],
+        {
+            "key": "status",
+            "name": "Status",
+            "levels": [level("base", 1, is_floor=True, earn_multiplier="2")],
+        },
+    )
+    done = activity(api, "m", "purchase", amount_minor=1000, at="2025-01-10T12:00:00Z")
+    assert done["points_earned"] == 200
+    assert [part["rate"] for part in done["earn"]] == ["20"]
