@@ -42,11 +42,6 @@ def test_review_a_late_activity_completes_a_rolling_total_at_a_later_activity(
     assert only_ladder(api, "m")["current_level"]["key"] == "silver"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: domain/earning._part renders the rate with Decimal.normalize(), so a whole "
-    "rate of 10 or 20 is sent as '1E+1' / '2E+1' in the activity's earn parts",
-)
 def test_review_earn_parts_render_whole_rates_without_an_exponent(api: Api) -> None:
     """R11/R8: the earn parts say which rate applied, as a plain decimal string."""
     p = add_program(api, earn_rate="10")

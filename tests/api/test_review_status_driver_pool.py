@@ -15,13 +15,6 @@ from tierwise.services.tenants import ALL_SCOPES
 from tierwise.settings import Settings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Runtime.driver() hands the SQLAlchemy URL to asyncpg.create_pool; a query "
-    "option of SQLAlchemy's asyncpg dialect (prepared_statement_cache_size, used with "
-    "PgBouncer) becomes an unknown server setting there, the lookup raises, and "
-    "routes/members.member_status does not catch it: every plain status read is a 500",
-)
 def test_review_status_read_survives_a_failing_document_lookup(
     settings: Settings, tenant_name: str
 ) -> None:
@@ -34,7 +27,11 @@ def test_review_status_read_survives_a_failing_document_lookup(
         try:
             api = Api(client, make_key(client, tenant_name, ALL_SCOPES))
             prog = program(api)
-            body = {"key": "s", "name": "S", "levels": [level("a", 1, criterion("points_earned", 5))]}
+            body = {
+                "key": "s",
+                "name": "S",
+                "levels": [level("a", 1, criterion("points_earned", 5))],
+            }
             created = api.post(f"/v1/programs/{prog['id']}/ladders", json=body)
             assert created.status_code == 201, created.text
             activity(api, "m", points=10)

@@ -4,11 +4,14 @@ fixture skips elsewhere): documents are stored on PostgreSQL alone."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.api.test_status_documents import Clock, _read, _setup, app_api, clock  # noqa: F401
+from tests.api import test_status_documents as documents
+from tests.api.test_status_documents import _read, _setup
 from tests.conftest import Api, make_key
 from tierwise.services.tenants import ALL_SCOPES
+
+# The fixtures of the stored-document tests: an app that does not verify documents.
+app_api = documents.app_api
+clock = documents.clock
 
 
 def _with_and_without_fast_path(api: Api, headers: list[tuple[str, str]]) -> tuple[int, int]:
@@ -18,11 +21,6 @@ def _with_and_without_fast_path(api: Api, headers: list[tuple[str, str]]) -> tup
     return fast.status_code, slow.status_code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: stored_status._secret takes the LAST X-API-Key/Authorization header, "
-    "auth.authenticate the FIRST: a request the route answers 401 is served 200",
-)
 def test_review_fast_path_reads_the_same_api_key_header_as_the_route(app_api: Api) -> None:
     _setup(app_api)
     _read(app_api)  # stores the document and remembers the key
@@ -32,11 +30,6 @@ def test_review_fast_path_reads_the_same_api_key_header_as_the_route(app_api: Ap
     assert fast == slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with two keys of two tenants the fast path answers for the tenant of the "
-    "last header while the route answers for the first one's",
-)
 def test_review_fast_path_answers_for_the_same_tenant_as_the_route(app_api: Api) -> None:
     _setup(app_api)
     _read(app_api)
@@ -49,11 +42,6 @@ def test_review_fast_path_answers_for_the_same_tenant_as_the_route(app_api: Api)
     assert fast == slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: StoredStatus is added after BodyLimit, so it runs outside it: a GET "
-    "declaring a body over max_body_bytes is 413 on the route but 200 on the fast path",
-)
 def test_review_fast_path_keeps_the_body_limit(app_api: Api) -> None:
     _setup(app_api)
     _read(app_api)

@@ -88,8 +88,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     for module in (programs, versions, activities, members, lifecycle):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # The last added runs first: the body limit, then the stored status fast path.
     app.add_middleware(StoredStatus)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(versions.jobs_router)
     for dialect in DIALECTS:
         app.include_router(dialect.router)

@@ -73,10 +73,10 @@ def _secret(scope: Scope) -> str | None:
     bearer token (HTTP Basic goes the slow way)."""
     api_key: bytes | None = None
     authorization: bytes | None = None
-    for name, value in scope["headers"]:
-        if name == b"x-api-key":
+    for name, value in scope["headers"]:  # the first of each, as Starlette's headers.get
+        if name == b"x-api-key" and api_key is None:
             api_key = value
-        elif name == b"authorization":
+        elif name == b"authorization" and authorization is None:
             authorization = value
     if api_key:
         return api_key.decode("latin-1").strip() or None

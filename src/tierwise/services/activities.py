@@ -565,7 +565,7 @@ class _Batch:
             "earn": []
             if earning is None
             else [
-                {"amount_minor": p.amount_minor, "rate": str(p.rate), "points": p.points}
+                {"amount_minor": p.amount_minor, "rate": format(p.rate, "f"), "points": p.points}
                 for p in earning.parts
             ],
             "reverses": reverses.uuid if reverses else None,

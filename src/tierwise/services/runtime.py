@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -9,12 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tierwise.db.engine import create_engine
 from tierwise.db.repos.programs import DefinitionCache
 from tierwise.settings import Settings
+
+#: Options SQLAlchemy's asyncpg adapter takes from the URL that asyncpg itself does not.
+_ADAPTER_OPTIONS = (
+    "prepared_statement_cache_size",
+    "prepared_statement_name_func",
+    "async_fallback",
+)
 
 
 def utc_now() -> datetime:
@@ -55,6 +62,7 @@ class Runtime:
             else None
         )
         self._driver_pool: Any = None
+        self._driver_pool_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -82,17 +90,25 @@ class Runtime:
         """A bare asyncpg connection from a pool of its own (PostgreSQL only), for the
         hottest single-statement reads: no SQLAlchemy layer, autocommit."""
         if self._driver_pool is None:
-            url = make_url(self.settings.database_url).set(drivername="postgresql")
-            self._driver_pool = await asyncpg.create_pool(
-                url.render_as_string(hide_password=False),
-                min_size=1,
-                # Few connections suffice (one short statement each); idle ones close,
-                # so that two pools per process stay within the server's connections.
-                max_size=min(8, self.settings.db_pool_size),
-                max_inactive_connection_lifetime=30,
-            )
+            async with self._driver_pool_lock:
+                if self._driver_pool is None:
+                    self._driver_pool = await self._create_driver_pool()
         async with self._driver_pool.acquire() as conn:
             yield conn
+
+    async def _create_driver_pool(self) -> Any:
+        # The engine's own connect arguments, without SQLAlchemy's adapter options.
+        _, params = self.engine.dialect.create_connect_args(self.engine.url)
+        for name in _ADAPTER_OPTIONS:
+            params.pop(name, None)
+        return await asyncpg.create_pool(
+            **params,
+            min_size=1,
+            # Few connections suffice (one short statement each); idle ones close, so
+            # that two pools per process stay within the server's connections.
+            max_size=min(8, self.settings.db_pool_size),
+            max_inactive_connection_lifetime=30,
+        )
 
     async def close(self) -> None:
         if self._driver_pool is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from fastapi import APIRouter, Path, Query, Response
@@ -31,6 +32,7 @@ from tierwise.services import status as service
 from tierwise.services import status_documents as documents
 from tierwise.services.status import LadderStatus
 
+_log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
 NO_NUL = r"^[^\x00]*$"
@@ -175,11 +177,15 @@ async def member_status(
     stamp: documents.Stamp | None = None
     served: bytes | None = None
     if at is None and ladder is None and documents.enabled(rt):
-        served = await documents.lookup(rt, caller, member_id, program_id, now)
-        if served is not None and not rt.settings.status_docs_verify:
-            return Response(content=served, media_type="application/json")
-        if served is None:
-            stamp = await documents.stamp(rt, caller, member_id, program_id)
+        try:
+            served = await documents.lookup(rt, caller, member_id, program_id, now)
+            if served is not None and not rt.settings.status_docs_verify:
+                return Response(content=served, media_type="application/json")
+            if served is None:
+                stamp = await documents.stamp(rt, caller, member_id, program_id)
+        except Exception:  # a cache: when it fails, the status is computed
+            _log.exception("stored status documents unavailable; computing the status")
+            served = stamp = None
     status = await service.member_status(
         rt, caller, member_id, program_id=program_id, as_of=at, ladder_key=ladder, now=now
     )
@@ -192,7 +198,10 @@ async def member_status(
     if served is not None:
         documents.check_same(served, body)
     elif stamp is not None:
-        await documents.store(rt, stamp, status, ladders, now)
+        try:
+            await documents.store(rt, stamp, status, ladders, now)
+        except Exception:
+            _log.exception("could not store the status document")
     return Response(content=body, media_type="application/json")
 
 
