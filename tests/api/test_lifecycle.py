@@ -1177,13 +1177,6 @@ def test_r22_a_status_read_as_of_an_instant_before_a_future_loss_shows_the_level
     assert level_key(view(api, "n", as_of=iso(at))) == "silver"
 
 
-@pytest.mark.xfail(
-    reason="BUG: status as_of a past instant rebuilds the standing from history and takes "
-    "the renewal change's instant (the check, here 2025-02-01) as the new cycle start, "
-    "while the sweep started the cycle at expiry + 1 s (2025-01-10); "
-    "status.state_from_history",
-    strict=True,
-)
 def test_r22_a_status_read_as_of_a_past_instant_shows_the_expiry_held_then(api: Api) -> None:
     """R14/R15/R27: ``month_end`` checks, ``renewal: always``. Platinum from 2024-01-10,
     renewed at the check on 2025-02-01 for a cycle 2025-01-10 .. 2026-01-09 23:59:59. Read
@@ -1195,11 +1188,6 @@ def test_r22_a_status_read_as_of_a_past_instant_shows_the_expiry_held_then(api: 
     assert view(api, "mx", as_of="2025-06-01T00:00:00Z")["expires_at"] == EXPIRY_2
 
 
-@pytest.mark.xfail(
-    reason="BUG: status as_of a past instant rebuilds the standing from history, which "
-    "drops the credit (and grace, assignment); status.state_from_history",
-    strict=True,
-)
 def test_r18_a_status_read_as_of_a_past_instant_shows_the_credit_held_then(api: Api) -> None:
     """R18/R19/R27: the credit of 250 is part of the standing from the upgrade on; a read
     as of 2024-12-01 must count it toward the keep rule like today's read does."""

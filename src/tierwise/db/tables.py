@@ -199,6 +199,9 @@ class TierChange(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime]
     recorded_at: Mapped[datetime]
+    state_after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The whole standing the change left (``db/repos/state_json.py``), so that a read
+    as of a past instant shows that standing (R27). Null on rows written before."""
 
 
 class Activity(Base):

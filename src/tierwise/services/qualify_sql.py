@@ -27,10 +27,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos.members import MemberRow
+from tierwise.db.repos.state_json import assignment_of
 from tierwise.db.repos.upsert import pg_driver
 from tierwise.domain.calendar import local_date, start_of_day
 from tierwise.domain.criteria import MeasureKey
-from tierwise.domain.state import Assignment, AssignmentMode, TierState
+from tierwise.domain.state import Assignment, TierState
 from tierwise.domain.windows import WindowType, resolve
 
 #: Windows whose interval is the same for every member at a given instant.
@@ -95,22 +96,8 @@ LIMIT $3
 
 
 def _assignment(raw: str | None) -> Assignment | None:
-    """A stored assignment (JSON text; SQL or JSON null for none), as the members
-    repository reads it."""
-    if raw is None:
-        return None
-    value = orjson.loads(raw)
-    if value is None:
-        return None
-    expires = value.get("expires_at")
-    return Assignment(
-        level_key=value["level_key"],
-        mode=AssignmentMode(value["mode"]),
-        reason=value["reason"],
-        actor=value["actor"],
-        assigned_at=datetime.fromisoformat(value["assigned_at"]),
-        expires_at=None if expires is None else datetime.fromisoformat(expires),
-    )
+    """A stored assignment (JSON text; SQL or JSON null for none)."""
+    return None if raw is None else assignment_of(orjson.loads(raw))
 
 
 # -- sums ---------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ class Standings:
         self._states: dict[tuple[int, int], TierState] = {}
         self._new: set[tuple[int, int]] = set()
         self._dirty: set[tuple[int, int]] = set()
-        self._changes: list[tuple[int, LadderRow, TierChange, str, str | None]] = []
+        self._changes: list[tuple[int, LadderRow, TierChange, str, str | None, TierState]] = []
         self._locked: dict[tuple[int, int], int] = {}
 
     async def load(
@@ -122,7 +122,7 @@ class Standings:
         self._states[key] = state
         self._dirty.add(key)
         if change is not None:
-            self._changes.append((member_id, row, change, external_id or "", activity_uuid))
+            self._changes.append((member_id, row, change, external_id or "", activity_uuid, state))
 
     async def flush(self, activity_ids: dict[str, int] | None = None) -> None:
         await repo.save_states(
@@ -153,13 +153,14 @@ class Standings:
                     change=change,
                     activity_id=ids.get(activity_uuid or ""),
                     now=now,
+                    state_after=state,
                 )
-                for i, (member_id, row, change, _, activity_uuid) in enumerate(changes)
+                for i, (member_id, row, change, _, activity_uuid, state) in enumerate(changes)
             ],
         )
 
         def events(encode: Callable[[Any], Any]) -> Iterator[tuple[Any, ...]]:
-            for i, (member_id, row, change, external_id, activity_uuid) in enumerate(changes):
+            for i, (member_id, row, change, external_id, activity_uuid, _) in enumerate(changes):
                 kind = change.kind._value_
                 yield (
                     uuids[2 * i + 1],

@@ -262,7 +262,11 @@ async def _figures(
 
 
 def state_from_history(changes: list[ChangeRow]) -> TierState:
-    """R22/R27: the standing a member had after ``changes`` (oldest first)."""
+    """R22/R27: the standing a member had after ``changes`` (oldest first): the standing
+    the last change left, as its history row keeps it; for rows written before history
+    kept it, replayed from the changes (level and dates only)."""
+    if changes and changes[-1].state_after is not None:
+        return changes[-1].state_after
     state = TierState()
     for row in changes:
         change = row.change
@@ -320,16 +324,16 @@ async def member_status(
                 or await _changed_after(conn, member.id, row.id, at)
             ):
                 history = await members_repo.history(conn, member.id, [row.id], until=at)
-                replayed = state_from_history(history)
-                level = row.definition.level(replayed.level_key or "")
-                state = with_validity(
-                    row.definition,
-                    level,
-                    replayed,
-                    tz=program.tz,
-                    enrolled_at=member.enrolled_at,
-                    last_activity_at=member.last_activity_at,
-                )
+                state = state_from_history(history)
+                if not history or history[-1].state_after is None:
+                    state = with_validity(
+                        row.definition,
+                        row.definition.level(state.level_key or ""),
+                        state,
+                        tz=program.tz,
+                        enrolled_at=member.enrolled_at,
+                        last_activity_at=member.last_activity_at,
+                    )
             elif row.id not in stored and row.definition.floor is not None:
                 # Not yet placed (no activity yet): R4 puts everyone on the floor.
                 state = TierState(

@@ -45,6 +45,7 @@ from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.members import DueStanding
 from tierwise.db.repos.programs import LadderRow
+from tierwise.db.repos.state_json import state_json
 from tierwise.db.repos.upsert import pg_driver
 from tierwise.db.tables import MemberTier
 from tierwise.domain.calendar import local_date, start_of_day
@@ -285,14 +286,14 @@ class _BatchRecorder:
 
     def __init__(self) -> None:
         self.states: dict[int, TierState] = {}
-        self.changes: list[tuple[DueStanding, LadderRow, TierChange]] = []
+        self.changes: list[tuple[DueStanding, LadderRow, TierChange, TierState]] = []
 
     def change(
         self, standing: DueStanding, row: LadderRow, state: TierState, change: TierChange | None
     ) -> None:
         self.states[standing.id] = state
         if change is not None:
-            self.changes.append((standing, row, change))
+            self.changes.append((standing, row, change, state))
 
     async def flush(self, driver: Any, now: datetime) -> None:
         if not self.states:
@@ -301,7 +302,7 @@ class _BatchRecorder:
         uuids = time_ordered_uuids(2 * len(changes))
         payload_text = sweep_sql.payload_text
         rows: list[tuple[Any, ...]] = []
-        for n, (standing, row, change) in enumerate(changes):
+        for n, (standing, row, change, after) in enumerate(changes):
             change_uuid = uuids[2 * n]
             kind = change.kind._value_
             source = change.source._value_
@@ -333,6 +334,7 @@ class _BatchRecorder:
                     change.actor,
                     change.reason,
                     change.at,
+                    state_json(after),
                     payload_text(payload),
                 )
             )

@@ -85,15 +85,15 @@ WITH s AS MATERIALIZED (
            (r->>3)::bigint AS member_id, (r->>4)::bigint AS ladder_id,
            r->>5 AS from_level_key, r->>6 AS to_level_key, r->>7 AS kind, r->>8 AS source,
            r->>9 AS actor, r->>10 AS reason, (r->>11)::timestamptz AS occurred_at,
-           payload, i
+           (r->12)::json AS state_after, payload, i
     FROM ROWS FROM (jsonb_array_elements($3::text::jsonb), unnest($4::text[]))
          WITH ORDINALITY AS x(r, payload, i)
 ), history AS (
     INSERT INTO tier_changes (uuid, tenant_id, member_id, ladder_id, from_level_key,
                               to_level_key, kind, source, activity_id, actor, reason,
-                              occurred_at, recorded_at)
+                              occurred_at, recorded_at, state_after)
     SELECT change_uuid, tenant_id, member_id, ladder_id, from_level_key, to_level_key, kind,
-           source, NULL, actor, reason, occurred_at, $1::timestamptz
+           source, NULL, actor, reason, occurred_at, $1::timestamptz, state_after
     FROM c ORDER BY i
 )
 INSERT INTO events (uuid, tenant_id, member_id, type, payload, occurred_at, created_at,
@@ -117,6 +117,7 @@ CHANGE_FIELDS = (
     "actor",
     "reason",
     "occurred_at",
+    "state_after",
     "payload",
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,10 +12,16 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tierwise.db.repos.upsert import BULK_MIN_ROWS, copy_rows, insert_ignore, pg_driver
+from tierwise.db.repos.state_json import assignment_json, assignment_of, state_json, state_of
+from tierwise.db.repos.upsert import (
+    BULK_MIN_ROWS,
+    copy_json_rows,
+    insert_ignore,
+    pg_driver,
+)
 from tierwise.db.tables import Base, Member, MemberTier, TierChange
-from tierwise.domain.state import Assignment, AssignmentMode, TierState
 from tierwise.domain.state import TierChange as Change
+from tierwise.domain.state import TierState
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,34 +102,6 @@ async def set_enrolled_at(
 # -- standing -----------------------------------------------------------------------------
 
 
-def _assignment(raw: dict[str, Any] | None) -> Assignment | None:
-    if raw is None:
-        return None
-    return Assignment(
-        level_key=raw["level_key"],
-        mode=AssignmentMode(raw["mode"]),
-        reason=raw["reason"],
-        actor=raw["actor"],
-        assigned_at=datetime.fromisoformat(raw["assigned_at"]),
-        expires_at=None
-        if raw.get("expires_at") is None
-        else datetime.fromisoformat(raw["expires_at"]),
-    )
-
-
-def _assignment_json(value: Assignment | None) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    return {
-        "level_key": value.level_key,
-        "mode": value.mode.value,
-        "reason": value.reason,
-        "actor": value.actor,
-        "assigned_at": value.assigned_at.isoformat(),
-        "expires_at": None if value.expires_at is None else value.expires_at.isoformat(),
-    }
-
-
 def _state_of(
     level_key: str | None,
     achieved_at: datetime | None,
@@ -142,7 +120,7 @@ def _state_of(
         expires_at,
         check_due_at,
         previous_level_key,
-        None if assignment is None else _assignment(assignment),
+        None if assignment is None else assignment_of(assignment),
         grace_until,
         credit,
     )
@@ -156,7 +134,7 @@ def _state(row: Row[Any]) -> TierState:
         expires_at=row.expires_at,
         check_due_at=row.check_due_at,
         previous_level_key=row.previous_level_key,
-        assignment=_assignment(row.assignment),
+        assignment=assignment_of(row.assignment),
         grace_until=row.grace_until,
         credit=row.credit,
     )
@@ -285,7 +263,7 @@ def _state_values(state: TierState) -> dict[str, Any]:
         "check_due_at": state.check_due_at,
         "grace_until": state.grace_until,
         "credit": state.credit,
-        "assignment": _assignment_json(state.assignment),
+        "assignment": assignment_json(state.assignment),
     }
 
 
@@ -361,7 +339,7 @@ def _state_arrays(states: Iterable[TierState]) -> list[list[Any]]:
         credit.append(state.credit)
         # As SQLAlchemy's JSON type writes it: None is the JSON ``null``.
         held = state.assignment
-        assignment.append("null" if held is None else json.dumps(_assignment_json(held)))
+        assignment.append("null" if held is None else json.dumps(assignment_json(held)))
     return [level_key, previous, achieved, cycle, due, expires, check, grace, credit, assignment]
 
 
@@ -452,6 +430,8 @@ class ChangeRow:
     change: Change
     activity_id: int | None
     recorded_at: datetime
+    state_after: TierState | None = None
+    """The standing this change left (None for rows written before it was kept)."""
 
 
 CHANGE_COLUMNS = (
@@ -468,12 +448,21 @@ CHANGE_COLUMNS = (
     "reason",
     "occurred_at",
     "recorded_at",
+    "state_after",
 )
 
 
 async def add_changes(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Append history rows, each a tuple in ``CHANGE_COLUMNS`` order (see ``change_row``)."""
-    await copy_rows(conn, Base.metadata.tables["tier_changes"], CHANGE_COLUMNS, rows)
+
+    def encoded(encode: Callable[[Any], Any]) -> Iterator[tuple[Any, ...]]:
+        for row in rows:
+            after = row[-1]
+            yield (*row[:-1], None if after is None else encode(after))
+
+    await copy_json_rows(
+        conn, Base.metadata.tables["tier_changes"], CHANGE_COLUMNS, len(rows), encoded
+    )
 
 
 def change_row(
@@ -485,6 +474,7 @@ def change_row(
     change: Change,
     activity_id: int | None,
     now: datetime,
+    state_after: TierState | None = None,
 ) -> tuple[Any, ...]:
     return (
         uuid,
@@ -500,6 +490,7 @@ def change_row(
         change.reason,
         change.at,
         now,
+        None if state_after is None else state_json(state_after),
     )
 
 
@@ -538,6 +529,7 @@ async def history(
             ),
             activity_id=row.activity_id,
             recorded_at=row.recorded_at,
+            state_after=None if row.state_after is None else state_of(row.state_after),
         )
         for row in rows
     ]
@@ -603,5 +595,5 @@ def state_rows(states: Iterable[tuple[int, TierState]]) -> Iterator[tuple[Any, .
             state.check_due_at,
             state.grace_until,
             state.credit,
-            "null" if held is None else dumps(_assignment_json(held)),
+            "null" if held is None else dumps(assignment_json(held)),
         )
