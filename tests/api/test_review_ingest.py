@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.api.helpers import activity, criterion, history, level, only_ladder
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
@@ -12,12 +10,6 @@ from tests.conftest import Api
 ROLLING_30 = {"type": "rolling_days", "days": 30}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a late activity is checked only at its own instant and at the member's "
-    "latest activity (services/activities.py _apply, times = [occurred_at, previous_last]); "
-    "a rolling total it completes at an activity in between is never seen",
-)
 def test_review_a_late_activity_completes_a_rolling_total_at_a_later_activity(
     api: Api,
 ) -> None:

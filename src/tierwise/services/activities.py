@@ -4,6 +4,10 @@ One call records one activity or a batch of up to 1,000 in a single transaction.
 batch is processed set-wise: one query per kind of data for the whole batch (existing
 keys, members, standings, figures), then every activity in order in memory, then one
 write per table. So the cost per activity does not grow with a member's history.
+
+A late (back-dated) activity is the exception (R13): the member may first qualify at any
+of their later activities, so it also reads the stored activities from its own day to the
+member's latest one (one query per member and batch) and checks at each of those instants.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -132,6 +136,11 @@ class _MemberWork:
     program: Program
     figures: MemberFigures = field(init=False)
     tz: ZoneInfo = field(init=False)
+    recorded: list[datetime] = field(default_factory=list)
+    """The instants of the activities recorded so far in this batch (not yet stored)."""
+    stored: list[datetime] = field(default_factory=list)
+    """Stored activity instants read for late activities (R13), from ``stored_from`` on."""
+    stored_from: date | None = None
 
     def __post_init__(self) -> None:
         self.tz = self.program.tz  # a property that looks the zone up on every call
@@ -525,13 +534,22 @@ class _Batch:
         previous_last = figures.last_activity_at
         day = self._day(command.occurred_at, work.tz)
         figures.apply_on(day, command.occurred_at, effects)
+        work.recorded.append(command.occurred_at)
         self._buckets(work, day, effects)
+        # R13: a late activity counts in every window it falls in, so the member may first
+        # qualify at any later activity up to the latest one (a window's sum only grows at
+        # an activity's instant): check at each of them, earliest first (R9).
+        later: list[datetime] = []
+        if previous_last is not None and previous_last > command.occurred_at:
+            later = await self._later_instants(work, command.occurred_at, previous_last)
         changes: list[dict[str, Any]] = []
         for row in ladders:
             assert row.definition is not None
             times = [command.occurred_at]
+            if later:
+                times.extend(self._counted_at(row, work, standings, command.occurred_at, later))
             if previous_last is not None and previous_last > command.occurred_at:
-                times.append(previous_last)  # R13: a late activity may complete a later total
+                times.append(previous_last)
             for at in times:
                 if self._no_upgrade == (work.member_id, row.id, at):
                     continue
@@ -594,6 +612,82 @@ class _Batch:
         for change in changes:
             change["activity_uuid"] = activity_uuid
         return result
+
+    async def _later_instants(
+        self, work: _MemberWork, late: datetime, latest: datetime
+    ) -> list[datetime]:
+        """The member's activity instants strictly between ``late`` and ``latest``: the
+        stored ones (read once per batch and member, from the late activity's day on) and
+        those recorded earlier in this batch.
+
+        The days read are also handed to the figures, so measuring at those instants (each
+        a window edge inside a day) needs no further reads."""
+        figures = work.figures
+        tz = work.tz
+        late_day = self._day(late, tz)
+        stored_last = work.last_activity_at
+        if stored_last is not None and stored_last > late:
+            last_day = self._day(stored_last, tz)
+            if work.stored_from is not None:
+                last_day = min(last_day, work.stored_from - timedelta(days=1))
+            if late_day <= last_day:
+                rows = await ledger.activities_in_days(
+                    self.conn,
+                    member_id=work.member_id,
+                    program_id=work.program.id,
+                    tz=tz,
+                    first_day=late_day,
+                    last_day=last_day,
+                )
+                by_day: dict[date, list[tuple[datetime, Effects]]] = defaultdict(list)
+                for at, effects in rows:
+                    by_day[local_date(at, tz)].append((at, effects))
+                for day, activities in by_day.items():
+                    if day not in figures.day_activities:
+                        figures.load_day(day, activities)
+                work.stored = sorted([*(at for at, _ in rows), *work.stored])
+                work.stored_from = late_day
+        found = {at for at in work.stored if late < at < latest}
+        found.update(at for at in work.recorded if late < at < latest)
+        instants = sorted(found)
+        # A day read above without a stored activity, or one after the latest stored
+        # activity, holds none but this batch's own.
+        for day in {late_day, *(self._day(at, tz) for at in instants)}:
+            if day not in figures.day_activities and (
+                stored_last is None
+                or day > self._day(stored_last, tz)
+                or (work.stored_from is not None and day >= work.stored_from)
+            ):
+                figures.load_day(day, [])
+        return instants
+
+    def _counted_at(
+        self,
+        row: LadderRow,
+        work: _MemberWork,
+        standings: Standings,
+        late: datetime,
+        instants: list[datetime],
+    ) -> list[datetime]:
+        """The ``instants`` at which some window of the ladder holds the late activity;
+        windows only move forward, so once none does, no later instant's does."""
+        ladder = row.definition
+        assert ladder is not None
+        state = standings.get(work.member_id, row.id)
+        keys = measuring.keys_of(ladder)
+        out: list[datetime] = []
+        for at in instants:
+            spans = self._intervals(
+                keys,
+                work.program,
+                at=at,
+                enrolled_at=work.enrolled_at,
+                tier_start=state.cycle_start or state.achieved_at,
+            )
+            if not any(span.start is None or span.start <= late for span in spans.values()):
+                break
+            out.append(at)
+        return out
 
     async def _original(self, index: int, command: ActivityCommand, work: _MemberWork) -> Recorded:
         original = await ledger.recorded(

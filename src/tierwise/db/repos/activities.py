@@ -211,6 +211,33 @@ async def load_day(
     figures.load_day(day, [(row[0], row[1]) for row in rows])
 
 
+async def activities_in_days(
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    program_id: int,
+    tz: ZoneInfo,
+    first_day: date,
+    last_day: date,
+) -> list[tuple[datetime, dict[str, int]]]:
+    """The stored activities (instant, effects) of one member and program on the local
+    days ``first_day`` to ``last_day`` (both included), in time order: what a late
+    activity reads to find the instants its windows may first hold at (R13)."""
+    from datetime import timedelta
+
+    rows = await conn.execute(
+        select(Activity.occurred_at, Activity.effects)
+        .where(
+            Activity.member_id == member_id,
+            Activity.program_id == program_id,
+            Activity.occurred_at >= start_of_day(first_day, tz),
+            Activity.occurred_at < start_of_day(last_day + timedelta(days=1), tz),
+        )
+        .order_by(Activity.occurred_at)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
 # -- PostgreSQL: every write of a batch in one statement ---------------------------------
 
 ACTIVITY_COLUMNS = (
