@@ -187,7 +187,10 @@ async def claim_due(
     their members, in one statement; ``exclude`` holds ``member_tiers`` ids to leave.
 
     On PostgreSQL rows another transaction holds are skipped (``FOR UPDATE SKIP
-    LOCKED``), so concurrent sweeps never take the same standing."""
+    LOCKED``), so concurrent sweeps never take the same standing. The member row is
+    locked too: activities, assignments and go-live lock it before they read a
+    standing, so a standing whose member is busy is left for the next run instead of
+    being overwritten by, or overwriting, that transaction's change."""
     driver = await pg_driver(conn)
     if driver is not None:
         where = ["t.due_at <= $1"]
@@ -203,7 +206,7 @@ async def claim_due(
         records = await driver.fetch(
             f"SELECT {_DUE_COLUMNS} FROM member_tiers t JOIN members m ON m.id = t.member_id "
             f"WHERE {' AND '.join(where)} ORDER BY t.due_at LIMIT $2 "
-            "FOR UPDATE OF t SKIP LOCKED",
+            "FOR UPDATE OF t, m SKIP LOCKED",
             *args,
         )
         rows: Sequence[Sequence[Any]] = records
