@@ -187,9 +187,12 @@ class TierChange(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
-    ladder_id: Mapped[int] = mapped_column(ForeignKey("ladders.id"))
+    # No foreign keys: an append-only record written by the sweep a million rows at a
+    # time, whose members, ladders and tenants are never deleted; three key checks per
+    # row were a tenth of the sweep's database time (docs/performance.md).
+    tenant_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    ladder_id: Mapped[int] = mapped_column(BigInteger)
     from_level_key: Mapped[str | None] = mapped_column(String(64))
     to_level_key: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20))
