@@ -297,8 +297,6 @@ async def save_states(
             rest = [x for x in states if (x[0], x[1]) not in held]
             await _save_states_pg(driver, tenant_id, rest, now)
         return
-    table = Base.metadata.tables["member_tiers"]
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     rows = [
         {
             "tenant_id": tenant_id,
@@ -310,12 +308,15 @@ async def save_states(
         }
         for member_id, ladder_id, state in states
     ]
-    stmt = dialect_insert(table)
-    stmt = stmt.on_conflict_do_update(
+    await conn.execute(_STATE_UPSERTS[conn.dialect.name], rows)
+
+
+def _state_upsert(dialect_insert: Any) -> Any:
+    stmt = dialect_insert(Base.metadata.tables["member_tiers"])
+    return stmt.on_conflict_do_update(
         index_elements=["member_id", "ladder_id"],
         set_={name: stmt.excluded[name] for name in (*_STATE_COLUMNS, "updated_at")},
     )
-    await conn.execute(stmt, rows)
 
 
 def _state_arrays(states: Iterable[TierState]) -> list[list[Any]]:
@@ -379,6 +380,12 @@ _STATE_COLUMNS = (
     "credit",
     "assignment",
 )
+
+# Built once: building ``excluded`` on every call was 8 % of a single activity's CPU.
+_STATE_UPSERTS = {
+    "postgresql": _state_upsert(postgresql.insert),
+    "sqlite": _state_upsert(sqlite.insert),
+}
 
 _STATE_TYPES = {
     "level_key": "text",
