@@ -61,6 +61,7 @@ def settings(database_url: str) -> Settings:
         # Every stored status document served is recomputed and compared: a write path
         # that could leave a stale one fails the test that exercises it.
         status_docs_verify=True,
+        gc_tuning=False,
         max_body_bytes=256 * 1024,
     )
     upgrade(settings)

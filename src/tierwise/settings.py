@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Recompute every stored status document served and fail on a difference "
         "(for tests).",
     )
+    gc_tuning: bool = Field(
+        default=True,
+        description="At server start, freeze the imported heap and collect garbage less "
+        "often (a batch of 1,000 activities spent ~10 % of its time in collections).",
+    )
     server_time_zone: str = Field(
         default="UTC", description="Zone the Capillary dialect renders timestamps in."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -63,6 +64,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = rt
         app.state.verifier = KeyVerifier(rt)
         app.state.background = set()
+        if settings.gc_tuning:
+            # What was imported and built at start lives as long as the process: keep it
+            # out of collections, and collect the young generation less often (a request
+            # allocates thousands of short-lived objects).
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 100)
         job = start_periodic_sweep(rt) if settings.sweep_interval_seconds > 0 else None
         try:
             yield

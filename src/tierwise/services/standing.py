@@ -40,6 +40,10 @@ def _iso_utc(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+#: What a member without a standing holds (frozen, so one instance serves every caller).
+_NO_STANDING = TierState()
+
+
 class Standings:
     def __init__(self, rt: Runtime, conn: AsyncConnection, tenant_id: int, now: datetime) -> None:
         self.rt = rt
@@ -106,7 +110,7 @@ class Standings:
             self._locked.update(locked)
 
     def get(self, member_id: int, ladder_id: int) -> TierState:
-        return self._states.get((member_id, ladder_id), TierState())
+        return self._states.get((member_id, ladder_id), _NO_STANDING)
 
     def change(
         self,
