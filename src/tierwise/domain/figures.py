@@ -35,7 +35,9 @@ def _interval_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool,
 _shared_days = lru_cache(maxsize=8192)(_interval_days)
 
 
-def _days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
+def span_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
+    """``(start day, whether the start falls inside it, end day)`` of ``interval``, as the
+    figures count them."""
     # Intervals of UTC instants (as stored) are shared by many members: computed once.
     if interval.end.tzinfo is UTC and (interval.start is None or interval.start.tzinfo is UTC):
         return _shared_days(interval, tz)
@@ -68,7 +70,7 @@ class MemberFigures:
     def _edges(self, interval: Interval) -> tuple[date | None, bool, date, bool]:
         last = self.last_activity_at
         end_partial = last is not None and last > interval.end
-        return (*_days(interval, self.tz), end_partial)
+        return (*span_days(interval, self.tz), end_partial)
 
     def partial_days(self, intervals: Iterable[Interval]) -> set[date]:
         """Days whose single activities are needed to sum ``intervals`` exactly."""

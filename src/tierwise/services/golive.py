@@ -15,7 +15,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,9 +26,10 @@ from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos import versions as repo
 from tierwise.db.repos.programs import LadderRow
 from tierwise.db.repos.versions import JobRow, VersionRow
+from tierwise.domain import checks
+from tierwise.domain.checks import Context
 from tierwise.domain.errors import NotFound
 from tierwise.domain.ladder import Ladder, Level
-from tierwise.domain.lifecycle import enter, validity_instants
 from tierwise.domain.state import ChangeSource, TierChange, TierState
 from tierwise.domain.versions import VersionState
 from tierwise.services.qualify_sql import Batch
@@ -334,19 +335,6 @@ async def _apply(
     return changes
 
 
-_TIER_STATE_FIELDS = (
-    "level_key",
-    "achieved_at",
-    "cycle_start",
-    "expires_at",
-    "check_due_at",
-    "previous_level_key",
-    "assignment",
-    "grace_until",
-    "credit",
-)
-
-
 def entered(
     ladder: Ladder,
     state: TierState,
@@ -357,38 +345,10 @@ def entered(
     enrolled_at: datetime,
     last_activity_at: datetime | None,
 ) -> TierState:
-    """``lifecycle.enter`` (without further changes), built in one step instead of two
-    ``dataclasses.replace`` calls: half its cost, for the many moves of a go-live. The
-    result is the same (``tests/services/test_golive_sql.py`` holds them equal); should
-    ``TierState`` gain a field, ``enter`` itself is used."""
-    if not _STATE_FIELDS_KNOWN:
-        return enter(
-            ladder,
-            state,
-            level,
-            at,
-            tz=tz,
-            enrolled_at=enrolled_at,
-            last_activity_at=last_activity_at,
-        )
-    start = at if level is not None else None
-    expiry, due = validity_instants(
-        ladder, level, start, tz=tz, enrolled_at=enrolled_at, last_activity_at=last_activity_at
-    )
-    return TierState(
-        level.key if level is not None else None,
-        start,
-        start,
-        expiry,
-        due,
-        state.level_key,
-        state.assignment,
-        None,
-        0,
-    )
-
-
-_STATE_FIELDS_KNOWN = tuple(f.name for f in fields(TierState)) == _TIER_STATE_FIELDS
+    """``lifecycle.enter`` (without further changes), built in one step: the checks'
+    direct construction, keeping the member's assignment."""
+    ctx = Context(tz, enrolled_at, last_activity_at)
+    return checks.entered(ladder, state, level, at, ctx, state.assignment)
 
 
 async def _previous_definition(

@@ -32,7 +32,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from queue import Empty
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,10 +47,9 @@ from tierwise.db.repos.programs import LadderRow
 from tierwise.db.repos.state_json import state_json
 from tierwise.db.repos.upsert import pg_driver
 from tierwise.db.tables import MemberTier
-from tierwise.domain.calendar import local_date, start_of_day
 from tierwise.domain.checks import Context, Due, handle, next_due
 from tierwise.domain.criteria import MeasureKey
-from tierwise.domain.figures import MemberFigures
+from tierwise.domain.figures import MemberFigures, span_days
 from tierwise.domain.ladder import Ladder
 from tierwise.domain.program import Program
 from tierwise.domain.state import TierChange, TierState
@@ -500,30 +498,11 @@ def _whole_days(
     for key, span in spans.items():
         if last_activity_at is not None and last_activity_at > span.end:
             return None
-        first, partial, last = _span_days(span, tz)
+        first, partial, last = span_days(span, tz)
         if partial:
             return None
         found.append((key, first, last))
     return found
-
-
-def _interval_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
-    """``(start day, whether the start falls inside it, end day)``, as the figures count
-    them (``domain.figures``)."""
-    end_day = local_date(interval.end, tz)
-    if interval.start is None:
-        return None, False, end_day
-    start_day = local_date(interval.start, tz)
-    return start_day, interval.start != start_of_day(start_day, tz), end_day
-
-
-_shared_interval_days = lru_cache(maxsize=8192)(_interval_days)
-
-
-def _span_days(interval: Interval, tz: ZoneInfo) -> tuple[date | None, bool, date]:
-    if interval.end.tzinfo is UTC and (interval.start is None or interval.start.tzinfo is UTC):
-        return _shared_interval_days(interval, tz)
-    return _interval_days(interval, tz)
 
 
 Spans = dict[MeasureKey, Interval]
