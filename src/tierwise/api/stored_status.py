@@ -23,6 +23,9 @@ _PATH = re.compile(r"^/v1/members/([^/\x00]{1,128})/status$")
 _READ = KeyScope.MEMBERS_READ.value
 _log = logging.getLogger(__name__)
 
+#: Where a lookup that found no usable document is left for the route.
+LOOKUP_STATE = "stored_status_lookup"
+
 
 class StoredStatus:
     def __init__(self, app: ASGIApp) -> None:
@@ -48,11 +51,15 @@ class StoredStatus:
         if caller is None or _READ not in caller.scopes:
             return False
         try:
-            body = await documents.lookup(rt, caller, member_id, None, rt.clock())
+            found = await documents.lookup(rt, caller, member_id, None, rt.clock())
         except Exception:  # the route will answer, or report the error properly
             _log.exception("stored status lookup failed; computing the status instead")
             return False
+        body = found.served
         if body is None:
+            # The route computes the status; it stores it with this stamp, without a
+            # second lookup (Starlette's ``request.state`` is ``scope["state"]``).
+            scope.setdefault("state", {})[LOOKUP_STATE] = (caller.tenant_id, found)
             return False
         await send(
             {

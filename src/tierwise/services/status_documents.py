@@ -66,26 +66,27 @@ def envelope(member_id: str, program_id: int, as_of: datetime, ladders: bytes) -
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What one lookup found: the current stamp (None: no such member or program) and the
+    stored response, when one is still true."""
+
+    stamp: Stamp | None
+    served: bytes | None
+
+
 async def lookup(
     rt: Runtime, caller: Caller, external_id: str, program_id: int | None, now: datetime
-) -> bytes | None:
-    """The stored status response of the member at ``now``, if one is still true."""
+) -> Lookup:
+    """The stored status response of the member at ``now`` if one is still true, and in
+    any case the stamp a newly computed one is stored with (one statement)."""
     async with rt.driver() as driver:
         found = await repo.lookup(driver, caller.tenant_id, external_id, program_id, now)
     if found is None:
-        return None
-    program, body = found
-    return envelope(external_id, program, now, body.encode())
-
-
-async def stamp(
-    rt: Runtime, caller: Caller, external_id: str, program_id: int | None
-) -> Stamp | None:
-    """The current stamp; read before computing the status that will be stored with it."""
-    async with rt.read() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        found = await repo.stamp(driver, caller.tenant_id, external_id, program_id)
-    return None if found is None else Stamp(*found)
+        return Lookup(None, None)
+    member, program, stamp, body = found
+    served = None if body is None else envelope(external_id, program, now, body.encode())
+    return Lookup(Stamp(member, program, stamp), served)
 
 
 def valid_until(status: MemberStatus, now: datetime) -> datetime | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 from tierwise.api.auth import MembersRead, MembersWrite, RuntimeDep
@@ -23,6 +23,7 @@ from tierwise.api.schemas import (
     StatusOut,
     in_range,
 )
+from tierwise.api.stored_status import LOOKUP_STATE
 from tierwise.db.repos.members import MemberRow
 from tierwise.domain.errors import InvalidInput
 from tierwise.domain.ladder import Level
@@ -30,6 +31,7 @@ from tierwise.domain.progress import RuleProgress
 from tierwise.services import members as members_service
 from tierwise.services import status as service
 from tierwise.services import status_documents as documents
+from tierwise.services.runtime import Caller
 from tierwise.services.status import LadderStatus
 
 _log = logging.getLogger(__name__)
@@ -165,6 +167,7 @@ async def read_member(rt: RuntimeDep, caller: MembersRead, member_id: str = Memb
 
 @router.get("/{member_id}/status", response_model=StatusOut)
 async def member_status(
+    request: Request,
     rt: RuntimeDep,
     caller: MembersRead,
     member_id: str = MemberId,
@@ -178,11 +181,12 @@ async def member_status(
     served: bytes | None = None
     if at is None and ladder is None and documents.enabled(rt):
         try:
-            served = await documents.lookup(rt, caller, member_id, program_id, now)
+            found = _fast_path_lookup(request, caller, program_id)
+            if found is None:
+                found = await documents.lookup(rt, caller, member_id, program_id, now)
+            served, stamp = found.served, found.stamp
             if served is not None and not rt.settings.status_docs_verify:
                 return Response(content=served, media_type="application/json")
-            if served is None:
-                stamp = await documents.stamp(rt, caller, member_id, program_id)
         except Exception:  # a cache: when it fails, the status is computed
             _log.exception("stored status documents unavailable; computing the status")
             served = stamp = None
@@ -197,12 +201,24 @@ async def member_status(
     body = documents.envelope(status.member.external_id, status.program.id, status.as_of, ladders)
     if served is not None:
         documents.check_same(served, body)
-    elif stamp is not None:
+    elif stamp is not None and stamp.program_id == status.program.id:
         try:
             await documents.store(rt, stamp, status, ladders, now)
         except Exception:
             _log.exception("could not store the status document")
     return Response(content=body, media_type="application/json")
+
+
+def _fast_path_lookup(
+    request: Request, caller: Caller, program_id: int | None
+) -> documents.Lookup | None:
+    """The lookup the fast path already made for this request (it found no usable
+    document), if it was made for this caller and the default program."""
+    left = getattr(request.state, LOOKUP_STATE, None)
+    if left is None or program_id is not None or left[0] != caller.tenant_id:
+        return None
+    found: documents.Lookup = left[1]
+    return found
 
 
 @router.get("/{member_id}/history", response_model=HistoryOut)

@@ -36,24 +36,16 @@ _DEFAULT_PROGRAM = (
 
 def _lookup(program: str) -> str:
     return (
-        "SELECT p.id, d.body FROM members m "
+        "SELECT m.id, p.id, s.stamp, CASE WHEN d.stamp = s.stamp AND d.computed_at <= $3 "
+        "AND d.valid_until > $3 THEN d.body END FROM members m "
         "JOIN programs p ON p.tenant_id = m.tenant_id AND p.id = " + program + " "
-        "JOIN status_docs d ON d.member_id = m.id AND d.program_id = p.id "
-        "WHERE m.tenant_id = $1 AND m.external_id = $2 "
-        "AND d.computed_at <= $3 AND d.valid_until > $3 AND d.stamp = " + _STAMP
-    )
-
-
-def _stamp(program: str) -> str:
-    return (
-        "SELECT m.id, p.id, " + _STAMP + " FROM members m "
-        "JOIN programs p ON p.tenant_id = m.tenant_id AND p.id = " + program + " "
+        "CROSS JOIN LATERAL (SELECT " + _STAMP + " AS stamp) s "
+        "LEFT JOIN status_docs d ON d.member_id = m.id AND d.program_id = p.id "
         "WHERE m.tenant_id = $1 AND m.external_id = $2"
     )
 
 
 _LOOKUP = {False: _lookup(_DEFAULT_PROGRAM), True: _lookup("$4")}
-_STAMPS = {False: _stamp(_DEFAULT_PROGRAM), True: _stamp("$3")}
 
 _STORE = (
     "INSERT INTO status_docs (member_id, program_id, stamp, computed_at, valid_until, body) "
@@ -66,25 +58,18 @@ _STORE = (
 
 async def lookup(
     driver: Any, tenant_id: int, external_id: str, program_id: int | None, now: datetime
-) -> tuple[int, str] | None:
-    """The stored document (program id, body) if it is still true at ``now``."""
+) -> tuple[int, int, str, str | None] | None:
+    """(member id, program id, current stamp, the stored body if it is still true at
+    ``now``); None when there is no such member or program. The stamp is read *before*
+    the data a new document is built from, so that a write committed in between can only
+    make that document unusable."""
     args: tuple[object, ...] = (tenant_id, external_id, now)
     if program_id is not None:
         args += (program_id,)
     row = await driver.fetchrow(_LOOKUP[program_id is not None], *args)
-    return None if row is None else (int(row[0]), str(row[1]))
-
-
-async def stamp(
-    driver: Any, tenant_id: int, external_id: str, program_id: int | None
-) -> tuple[int, int, str] | None:
-    """(member id, program id, stamp) now; read *before* the data a document is built
-    from, so that a write committed in between can only make the document unusable."""
-    args: tuple[object, ...] = (tenant_id, external_id)
-    if program_id is not None:
-        args += (program_id,)
-    row = await driver.fetchrow(_STAMPS[program_id is not None], *args)
-    return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+    if row is None:
+        return None
+    return int(row[0]), int(row[1]), str(row[2]), None if row[3] is None else str(row[3])
 
 
 async def store(
