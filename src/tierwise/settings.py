@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         description="At server start, freeze the imported heap and collect garbage less "
         "often (a batch of 1,000 activities spent ~10 % of its time in collections).",
     )
+    group_commit: bool = Field(
+        default=True,
+        description="Record single activities that arrive together in one transaction "
+        "(each still gets its own answer; see services/group_commit.py).",
+    )
     server_time_zone: str = Field(
         default="UTC", description="Zone the Capillary dialect renders timestamps in."
     )

@@ -7,16 +7,22 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tierwise import __version__
 from tierwise.api.dialects import DIALECTS
 from tierwise.api.errors import ErrorRouter, install
+from tierwise.api.fast_activity import FastActivity
 from tierwise.api.limits import BodyLimit
 from tierwise.api.routes import activities, lifecycle, members, programs, versions
 from tierwise.api.stored_status import StoredStatus
+from tierwise.services.activities import record as record_activities
+from tierwise.services.group_commit import GroupCommit
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
 from tierwise.settings import Settings
@@ -55,6 +61,41 @@ def start_periodic_sweep(rt: Runtime) -> asyncio.Task[None]:
     return asyncio.create_task(loop(), name="tierwise-sweep")
 
 
+class TierwiseApp(FastAPI):
+    """FastAPI, with the two hottest requests answered before its middleware stack.
+
+    The fast paths (``api/stored_status.py``: plain status reads; ``api/fast_activity.py``:
+    single activities) each serve only what they are sure of and hand everything else on
+    unchanged. They run before FastAPI's own middleware (error handling, the body limit,
+    routing), whose per-request wrapping of every message costs as much as a status read;
+    a request that declares a body over the limit goes straight to the full stack, whose
+    body limit answers it."""
+
+    max_body_bytes: int = 0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_activity = FastActivity(self._full)
+        self._edge: ASGIApp = StoredStatus(self.fast_activity)
+
+    async def _full(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _declares_too_much(scope, self.max_body_bytes):
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await self._edge(scope, receive, send)
+
+
+def _declares_too_much(scope: Scope, limit: int) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return not value.isdigit() or int(value) > limit
+    return False
+
+
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else Settings())
 
@@ -64,6 +105,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = rt
         app.state.verifier = KeyVerifier(rt)
         app.state.background = set()
+        app.state.activity_groups = (
+            GroupCommit(partial(record_activities, rt)) if settings.group_commit else None
+        )
         if settings.gc_tuning:
             # What was imported and built at start lives as long as the process: keep it
             # out of collections, and collect the young generation less often (a request
@@ -81,7 +125,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if runtime is None:
                 await rt.close()
 
-    app = FastAPI(title="Tierwise", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = TierwiseApp(
+        title="Tierwise", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
     errors = ErrorRouter()
     app.state.errors = errors
     install(app, errors)
@@ -95,9 +141,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     for module in (programs, versions, activities, members, lifecycle):
         app.include_router(module.router)
-    # The last added runs first: the body limit, then the stored status fast path.
-    app.add_middleware(StoredStatus)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.max_body_bytes = settings.max_body_bytes
     app.include_router(versions.jobs_router)
     for dialect in DIALECTS:
         app.include_router(dialect.router)

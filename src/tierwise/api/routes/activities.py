@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from tierwise.api.auth import ActivitiesWrite, RuntimeDep
 from tierwise.api.schemas import ActivityBatchIn, ActivityIn, ActivityOut, BatchOut
 from tierwise.services import activities as service
+from tierwise.services.group_commit import GroupCommit
+from tierwise.services.runtime import Caller, Runtime
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"])
 
@@ -65,6 +67,32 @@ def _json(
     )
 
 
+def answer(outcome: service.Outcome) -> tuple[int, dict[str, str], bytes]:
+    """The HTTP answer to one recorded activity: 201 with the result, or 200 with the
+    first result and ``Idempotent-Replayed: true`` for a repeat (R12)."""
+    status, headers = (200, {"Idempotent-Replayed": "true"}) if outcome.replayed else (201, {})
+    out = _out(outcome)
+    if out is None:
+        return status, headers, activity_out(outcome).model_dump_json().encode()
+    return status, headers, orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS)
+
+
+async def record_one(
+    groups: GroupCommit | None, rt: Runtime, caller: Caller, body: ActivityIn
+) -> service.Outcome:
+    """Record one activity, through the process's group commit when it has one."""
+    if groups is not None:
+        return await groups.submit(caller, command(body))
+    [outcome] = await service.record(rt, caller, [command(body)])
+    return outcome
+
+
+def groups_of(app: Any) -> GroupCommit | None:
+    """The group commit of the application's process (None when turned off)."""
+    found: GroupCommit | None = getattr(app.state, "activity_groups", None)
+    return found
+
+
 @router.post(
     "",
     status_code=201,
@@ -72,18 +100,10 @@ def _json(
     responses={200: {"description": "A repeat of an earlier request: the first result, unchanged"}},
 )
 async def record_activity(
-    body: ActivityIn, response: Response, rt: RuntimeDep, caller: ActivitiesWrite
-) -> ActivityOut | Response:
-    [outcome] = await service.record(rt, caller, [command(body)])
-    if outcome.replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    out = _out(outcome)
-    if out is None:
-        return activity_out(outcome)
-    if outcome.replayed:
-        return _json(out, 200, {"Idempotent-Replayed": "true"})
-    return _json(out, 201)
+    body: ActivityIn, request: Request, rt: RuntimeDep, caller: ActivitiesWrite
+) -> Response:
+    status, headers, content = answer(await record_one(groups_of(request.app), rt, caller, body))
+    return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
 @router.post("/batch", response_model=BatchOut)
