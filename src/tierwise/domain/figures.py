@@ -163,6 +163,19 @@ class MemberFigures:
 
     # -- in-memory updates ------------------------------------------------------------
 
+    def pending_sums(self) -> dict[tuple[str, date], int]:
+        """Per ``(metric, day)``, the sum of the effects added by ``apply`` (what is to be
+        added to the stored buckets)."""
+        out: dict[tuple[str, date], int] = {}
+        for day, activities in self._pending.items():
+            sums: dict[str, int] = {}
+            for _, effects in activities:
+                for metric, delta in effects.items():
+                    sums[metric] = sums.get(metric, 0) + delta
+            for metric, value in sums.items():
+                out[(metric, day)] = value
+        return out
+
     def apply(self, occurred_at: datetime, effects: Effects) -> None:
         """Add an activity not yet stored, so later evaluations in a batch see it."""
         self.apply_on(local_date(occurred_at, self.tz), occurred_at, effects)

@@ -38,7 +38,7 @@ from tierwise.domain.activity import (
     purchase_points,
     return_effects,
 )
-from tierwise.domain.calendar import local_date
+from tierwise.domain.calendar import local_date, start_of_day
 from tierwise.domain.checks import Context, attain_credit, keeps, renew
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.earning import Earning, earn_for_purchase
@@ -51,9 +51,9 @@ from tierwise.domain.metrics import BuiltinMetric
 from tierwise.domain.money import minor_unit_exponent
 from tierwise.domain.program import Program
 from tierwise.domain.state import AssignmentMode, ChangeKind, ChangeSource, TierChange, TierState
-from tierwise.domain.windows import LIFETIME, Interval
+from tierwise.domain.windows import LIFETIME, Interval, WindowType
 from tierwise.services import measuring
-from tierwise.services.ingest_plan import Starts, plan_for
+from tierwise.services.ingest_plan import Plan, Starts, plan_for
 from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings, new_uuids
 
@@ -127,6 +127,13 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+_ONE_DAY = timedelta(days=1)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_EXACT = 10**27
+"""Below this a product of two coefficients is exact in Decimal's default context (as in
+``domain.earning``)."""
+
+
 @dataclass
 class _MemberWork:
     member_id: int
@@ -157,10 +164,10 @@ class _Batch:
         self.now = rt.clock()
         self.programs: dict[int | None, Program] = {}
         self.ladders: dict[int, list[LadderRow]] = {}
-        self.activity_rows: list[dict[str, Any]] = []
+        self.activity_rows: list[tuple[Any, ...]] = []
+        """The new ledger rows: values in ``ledger.ACTIVITY_COLUMNS`` order (effects and
+        result as dicts, written as JSON at the end)."""
         self.events: list[dict[str, Any]] = []
-        self.day_deltas: dict[tuple[int, int, str, date], int] = defaultdict(int)
-        self.total_deltas: dict[tuple[int, int, str], int] = defaultdict(int)
         self.returned: dict[int, int] = {}
         self._spans: dict[tuple[Any, ...], dict[MeasureKey, Interval]] = {}
         self._earn_keys: dict[int, frozenset[MeasureKey]] = {}
@@ -170,12 +177,31 @@ class _Batch:
         self.driver: Any | None = None
         """The asyncpg connection on PostgreSQL (set once the transaction has begun)."""
         self._days: dict[tuple[datetime, ZoneInfo], date] = {}
+        self._day_spans: dict[ZoneInfo, tuple[datetime, datetime, date]] = {}
+        self._rates: dict[tuple[str, Decimal], tuple[int, int, str] | None] = {}
+        self._plans: dict[int, list[tuple[LadderRow, Ladder, Plan, Plan | None]]] = {}
 
     def _day(self, at: datetime, tz: ZoneInfo) -> date:
-        """``local_date``, once per instant and zone within the batch."""
+        """``local_date``. The instants of a batch mostly fall on a few local days: the
+        last day found in ``tz`` whose UTC offset does not change answers by two
+        comparisons; other instants are converted once each."""
+        span = self._day_spans.get(tz)
+        if span is not None and span[0] <= at < span[1]:
+            return span[2]
         day = self._days.get((at, tz))
         if day is None:
             day = self._days[(at, tz)] = local_date(at, tz)
+            start = start_of_day(day, tz)
+            end = start_of_day(day + _ONE_DAY, tz)
+            last = end - _ONE_MICROSECOND
+            if (
+                start <= at < end
+                and local_date(start, tz) == day
+                and local_date(last, tz) == day
+                and start.astimezone(tz).utcoffset() == last.astimezone(tz).utcoffset()
+            ):
+                # One offset all day: every instant of [start, end) is on ``day``.
+                self._day_spans[tz] = (start, end, day)
         return day
 
     def _intervals(
@@ -239,7 +265,8 @@ class _Batch:
 
     async def _process(self, fresh: list[int], outcomes: list[Outcome | None]) -> None:
         for index in fresh:
-            await self._program(self.commands[index].program_id, index)
+            if self.commands[index].program_id not in self.programs:
+                await self._program(self.commands[index].program_id, index)
         works = await self._members(fresh)
         standings = Standings(self.rt, self.conn, self.caller.tenant_id, self.now)
         members = [(w.member_id, w.external_id, w.enrolled_at, w.program) for w in works.values()]
@@ -264,7 +291,12 @@ class _Batch:
         for index in fresh:
             command = self.commands[index]
             work = works[(command.member_id, self.programs[command.program_id].id)]
-            results[index] = await self._apply(index, command, work, standings)
+            result = None
+            if command.type is ActivityType.PURCHASE:
+                result = self._quick_purchase(command, work, standings)
+            if result is None:
+                result = await self._apply(index, command, work, standings)
+            results[index] = result
         # Repeats of a key first seen in this batch answer that first result.
         for index, command in enumerate(self.commands):
             if outcomes[index] is None and index not in results:
@@ -360,11 +392,22 @@ class _Batch:
         metrics_by_program: dict[int, set[str]] = defaultdict(
             lambda: {BuiltinMetric.SPEND, BuiltinMetric.POINTS_BALANCE}
         )
+        # Metrics some window other than the lifetime reads: the only ones whose daily
+        # buckets are needed while no activity is late (the running total answers the
+        # lifetime as of any instant no earlier than the member's latest activity).
+        windowed_by_program: dict[int, set[str]] = defaultdict(set)
+        late_programs: set[int] = set()
         for work in works.values():
             pid = work.program.id
+            if pid in metrics_by_program:
+                continue  # once per program
+            metrics = metrics_by_program[pid]
+            windowed = windowed_by_program[pid]
             for row in self.ladders[pid]:
                 assert row.definition is not None
-                metrics_by_program[pid] |= {k[0] for k in measuring.keys_of(row.definition)}
+                keys = measuring.keys_of(row.definition)
+                metrics |= {k[0] for k in keys}
+                windowed |= {k[0] for k in keys if k[1].type is not WindowType.LIFETIME}
         # Every window's start is non-decreasing in the instant it is read at, so the
         # earliest day a member's activities need is the one its earliest activity needs.
         earliest: dict[tuple[str, int], datetime] = {}
@@ -377,6 +420,10 @@ class _Batch:
         for key, work in works.items():
             pid = work.program.id
             first_at = earliest[key]
+            if work.last_activity_at is not None and first_at < work.last_activity_at:
+                # Late (R13): sums as of instants before the latest activity subtract the
+                # buckets after them, for lifetime windows too.
+                late_programs.add(pid)
             quick = self._first_day_quick(work, first_at)
             if quick is not False:
                 current = by_program[pid].get(work.member_id, (None, work.last_activity_at))[0]
@@ -415,6 +462,9 @@ class _Batch:
                 program_id=pid,
                 tz=program.tz,
                 metrics=metrics_by_program[pid],
+                day_metrics=metrics_by_program[pid]
+                if pid in late_programs
+                else windowed_by_program[pid],
                 members=members,
             )
             for work in works.values():
@@ -452,6 +502,150 @@ class _Batch:
         return min(days) if days else None
 
     # -- one activity ---------------------------------------------------------------------
+
+    def _ladder_plans(self, program_id: int) -> list[tuple[LadderRow, Ladder, Plan, Plan | None]]:
+        """Per live ladder of the program: its row, definition, upgrade plan and (first
+        ladder only: it earns, R11) the earning plan, which also reads lifetime spend."""
+        found = self._plans.get(program_id)
+        if found is None:
+            found = []
+            for i, row in enumerate(self.ladders[program_id]):
+                ladder = row.definition
+                assert ladder is not None
+                keys = measuring.keys_of(ladder)
+                earn_plan = None
+                if i == 0:
+                    earn_keys = self._earn_keys.get(id(ladder))
+                    if earn_keys is None:
+                        earn_keys = keys | {(BuiltinMetric.SPEND, LIFETIME)}
+                        self._earn_keys[id(ladder)] = earn_keys
+                    earn_plan = plan_for(ladder, earn_keys)
+                found.append((row, ladder, plan_for(ladder, keys), earn_plan))
+            self._plans[program_id] = found
+        return found
+
+    def _lazy_rate(self, currency: str, rate: Decimal) -> tuple[int, int, str] | None:
+        """``(coefficient, exponent shift, rate as text)`` of a finite non-negative earn
+        rate, so that ``amount × coefficient × 10**shift`` (rounded down) is the points
+        ``earn_for_purchase`` gives (see ``domain.earning._part``); None otherwise."""
+        key = (currency, rate)
+        if key in self._rates:
+            return self._rates[key]
+        found = None
+        sign, digits, exponent = rate.as_tuple()
+        if not sign and isinstance(exponent, int):
+            coefficient = int("".join(map(str, digits)) or "0")
+            found = (
+                coefficient,
+                exponent - minor_unit_exponent(currency),
+                format(rate.normalize(), "f"),
+            )
+        self._rates[key] = found
+        return found
+
+    def _quick_purchase(
+        self, command: ActivityCommand, work: _MemberWork, standings: Standings
+    ) -> dict[str, Any] | None:
+        """``_apply`` for the usual purchase, in one pass: in order (not late, R13), in the
+        program's currency, on ladders whose compiled plans read every window from the
+        figures (``ingest_plan``), where it lifts the member on no ladder (R9) and touches
+        no assignment, grace period or inactivity clock (``_after_activity``). Returns
+        None, having changed nothing, for any other purchase: ``_apply`` records it.
+
+        It decides and records exactly what ``_apply`` does for such a purchase: the same
+        lazy earning (R11), the same window sums with the purchase and its points added
+        (what ``_upgrade`` reads once it is applied), the same result and rows."""
+        program = work.program
+        currency = command.currency
+        if currency is not None and currency != program.currency:
+            return None
+        figures = work.figures
+        at = command.occurred_at
+        last = figures.last_activity_at
+        if last is not None and last > at:
+            return None
+        plans = self._ladder_plans(program.id)
+        if not plans:
+            return None
+        member_id = work.member_id
+        first_row, _, _, earn_plan = plans[0]
+        assert earn_plan is not None
+        state = standings.get(member_id, first_row.id)
+        level_key = state.level_key
+        current = earn_plan.by_key.get(level_key) if level_key else None
+        old = current.earn_multiplier if current is not None else Decimal(1)
+        amount = command.amount_minor or 0
+        rate = program.earn_rate * old
+        terms = self._lazy_rate(program.currency, rate)
+        if terms is None or amount * terms[0] >= _EXACT:
+            return None
+        coefficient, shift, rate_text = terms
+        product = amount * coefficient
+        points = product * 10**shift if shift >= 0 else product // 10**-shift
+        if points > MAX_POINTS:
+            return None
+        effects: Effects = {BuiltinMetric.SPEND: amount, BuiltinMetric.ORDERS: 1}
+        if points:
+            effects[BuiltinMetric.POINTS_EARNED] = points
+            effects[BuiltinMetric.POINTS_BALANCE] = points
+        tz = work.tz
+        day = self._day(at, tz)
+        starts = self._starts
+        for i, (row, _, plan, earning_plan) in enumerate(plans):
+            if i:
+                state = standings.get(member_id, row.id)
+            if (
+                state.assignment is not None
+                or state.grace_until is not None
+                or (state.level_key and state.level_key in plan.inactivity)
+            ):
+                return None
+            use = earning_plan or plan
+            sums = starts.values(use, figures, tz, at, day)
+            if sums is None:
+                return None
+            for j, metric in enumerate(use.metrics):
+                delta = effects.get(metric)
+                if delta:
+                    sums[j] += delta
+            if use.qualifies_higher(sums, state):
+                return None
+        # Nothing below can fail: record it.
+        activity_uuid = self._uuids.pop()
+        figures.apply_on(day, at, effects)
+        work.recorded.append(at)
+        result: dict[str, Any] = {
+            "id": activity_uuid,
+            "type": command.type.value,
+            "member_id": work.external_id,
+            "program_id": program.id,
+            "idempotency_key": command.idempotency_key,
+            "occurred_at": _iso(at),
+            "effects": dict(sorted(effects.items())),
+            "points_earned": points,
+            "earn": [{"amount_minor": amount, "rate": rate_text, "points": points}],
+            "reverses": None,
+            "tier_changes": [],
+        }
+        self.activity_rows.append(
+            (
+                activity_uuid,
+                member_id,
+                program.id,
+                command.type.value,
+                command.idempotency_key,
+                command.request_hash,
+                at,
+                command.amount_minor,
+                currency,
+                command.points,
+                command.counter,
+                None,
+                effects,
+                result,
+            )
+        )
+        return result
 
     async def _apply(
         self, index: int, command: ActivityCommand, work: _MemberWork, standings: Standings
@@ -535,7 +729,6 @@ class _Batch:
         day = self._day(command.occurred_at, work.tz)
         figures.apply_on(day, command.occurred_at, effects)
         work.recorded.append(command.occurred_at)
-        self._buckets(work, day, effects)
         # R13: a late activity counts in every window it falls in, so the member may first
         # qualify at any later activity up to the latest one (a window's sum only grows at
         # an activity's instant): check at each of them, earliest first (R9).
@@ -590,24 +783,22 @@ class _Batch:
             "tier_changes": changes,
         }
         self.activity_rows.append(
-            {
-                "uuid": activity_uuid,
-                "tenant_id": self.caller.tenant_id,
-                "member_id": work.member_id,
-                "program_id": program.id,
-                "type": command.type.value,
-                "idempotency_key": command.idempotency_key,
-                "request_hash": command.request_hash,
-                "occurred_at": command.occurred_at,
-                "recorded_at": self.now,
-                "amount_minor": command.amount_minor,
-                "currency": command.currency,
-                "points": command.points,
-                "counter": command.counter,
-                "reverses_id": reverses.id if reverses else None,
-                "effects": effects,
-                "result": result,
-            }
+            (
+                activity_uuid,
+                work.member_id,
+                program.id,
+                command.type.value,
+                command.idempotency_key,
+                command.request_hash,
+                command.occurred_at,
+                command.amount_minor,
+                command.currency,
+                command.points,
+                command.counter,
+                reverses.id if reverses else None,
+                effects,
+                result,
+            )
         )
         for change in changes:
             change["activity_uuid"] = activity_uuid
@@ -701,11 +892,8 @@ class _Batch:
                 (
                     row
                     for row in self.activity_rows
-                    if row["uuid"] == command.reverses
-                    or (
-                        command.reverses_key is not None
-                        and row["idempotency_key"] == command.reverses_key
-                    )
+                    if row[0] == command.reverses
+                    or (command.reverses_key is not None and row[4] == command.reverses_key)
                 ),
                 None,
             )
@@ -1005,10 +1193,23 @@ class _Batch:
         )
         return new_state, change
 
-    def _buckets(self, work: _MemberWork, day: date, effects: Effects) -> None:
-        for metric, delta in effects.items():
-            self.day_deltas[(work.member_id, work.program.id, metric, day)] += delta
-            self.total_deltas[(work.member_id, work.program.id, metric)] += delta
+    @staticmethod
+    def _deltas(
+        works: dict[tuple[str, int], _MemberWork],
+    ) -> tuple[list[tuple[int, int, str, date, int]], list[tuple[int, int, str, int]]]:
+        """What the batch adds to the daily buckets and to the running totals, in key
+        order (every writer takes the rows' locks in that order): the effects applied to
+        each member's figures."""
+        days = sorted(
+            (work.member_id, work.program.id, metric, day, value)
+            for work in works.values()
+            for (metric, day), value in work.figures.pending_sums().items()
+        )
+        totals: dict[tuple[int, int, str], int] = {}
+        for member_id, program_id, metric, _, value in days:
+            key = (member_id, program_id, metric)
+            totals[key] = totals.get(key, 0) + value
+        return days, [(*key, value) for key, value in totals.items()]
 
     # -- writing --------------------------------------------------------------------------
 
@@ -1016,22 +1217,30 @@ class _Batch:
         if self.driver is not None:
             await self._write_pg(self.driver, works, standings)
             return
-        await ledger.add_activities(self.conn, self.activity_rows)
+        extra = {"tenant_id": self.caller.tenant_id, "recorded_at": self.now}
+        await ledger.add_activities(
+            self.conn,
+            [
+                {**dict(zip(ledger.ACTIVITY_COLUMNS, row, strict=True)), **extra}
+                for row in self.activity_rows
+            ],
+        )
+        days, totals = self._deltas(works)
         await ledger.add_to_buckets(
             self.conn,
             [
                 {"member_id": m, "program_id": p, "metric": metric, "day": d, "value": v}
-                for (m, p, metric, d), v in sorted(self.day_deltas.items())
+                for m, p, metric, d, v in days
             ],
             [
                 {"member_id": m, "program_id": p, "metric": metric, "value": v}
-                for (m, p, metric), v in sorted(self.total_deltas.items())
+                for m, p, metric, v in totals
             ],
         )
         await member_writes.set_last_activity(self.conn, self._latest(works), self.now)
         # Only the activities that caused a level change are referenced by id (in the
         # history rows): read back the ids of those alone, usually none.
-        causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
+        causes = [row[0] for row in self.activity_rows if row[13]["tier_changes"]]
         await standings.flush(activity_ids=await _activity_ids(self.conn, causes))
 
     async def _write_pg(
@@ -1041,27 +1250,22 @@ class _Batch:
         statement, which also returns the ids of the activities that changed a level."""
         dumps = orjson.dumps
         opt = orjson.OPT_NON_STR_KEYS
+        tenant_id = self.caller.tenant_id
+        now = self.now
+        # Rows in ledger.LEDGER_COLUMNS order: the activity's values, then tenant and
+        # recorded_at (as COPY takes them).
         activities = [
             (
-                row["uuid"],
-                row["member_id"],
-                row["program_id"],
-                row["type"],
-                row["idempotency_key"],
-                row["request_hash"],
-                row["occurred_at"],
-                row["amount_minor"],
-                row["currency"],
-                row["points"],
-                row["counter"],
-                row["reverses_id"],
-                dumps(row["effects"], option=opt).decode(),
-                dumps(row["result"], option=opt).decode(),
+                *row[:12],
+                dumps(row[12], option=opt).decode(),
+                dumps(row[13], option=opt).decode(),
+                tenant_id,
+                now,
             )
             for row in self.activity_rows
         ]
-        causes = [row["uuid"] for row in self.activity_rows if row["result"]["tier_changes"]]
-        days = [(*key, value) for key, value in sorted(self.day_deltas.items())]
+        causes = [row[0] for row in self.activity_rows if row[13]["tier_changes"]]
+        days, totals = self._deltas(works)
         if len(activities) + len(days) >= BULK_MIN_ROWS:
             ids = await ledger.copy_batch_pg(
                 driver,
@@ -1079,7 +1283,7 @@ class _Batch:
                 now=self.now,
                 activities=activities,
                 days=days,
-                totals=[(*key, value) for key, value in sorted(self.total_deltas.items())],
+                totals=totals,
                 last_activity=sorted(self._latest(works).items()),
                 ids_of=causes,
             )
@@ -1100,7 +1304,7 @@ _FIGURES_PG = (
     "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
     "UNION ALL "
     "SELECT member_id, metric, day, value FROM metric_days "
-    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
+    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($5::text[]) "
     "AND day >= $4"
 )
 
@@ -1112,13 +1316,20 @@ async def _load_figures(
     program_id: int,
     tz: ZoneInfo,
     metrics: set[str],
+    day_metrics: set[str],
     members: dict[int, tuple[date | None, datetime | None]],
 ) -> dict[int, MemberFigures]:
-    """``ledger.load_figures``; on PostgreSQL totals and days in one statement on the
-    driver connection (one round trip instead of two)."""
+    """``ledger.load_figures`` (running totals of ``metrics``, daily buckets of
+    ``day_metrics``); on PostgreSQL totals and days in one statement on the driver
+    connection (one round trip instead of two)."""
     if driver is None or not members or not metrics:
         return await ledger.load_figures(
-            conn, program_id=program_id, tz=tz, metrics=metrics, members=members
+            conn,
+            program_id=program_id,
+            tz=tz,
+            metrics=metrics,
+            members=members,
+            day_metrics=day_metrics,
         )
     figures = {
         mid: MemberFigures(tz=tz, days_from=first, last_activity_at=last)
@@ -1126,7 +1337,12 @@ async def _load_figures(
     }
     firsts = [first for first, _ in members.values() if first is not None]
     rows = await driver.fetch(
-        _FIGURES_PG, program_id, list(members), sorted(metrics), min(firsts) if firsts else None
+        _FIGURES_PG,
+        program_id,
+        list(members),
+        sorted(metrics),
+        min(firsts) if firsts and day_metrics else None,
+        sorted(day_metrics),
     )
     for member_id, metric, day, value in rows:
         figure = figures[member_id]

@@ -131,10 +131,12 @@ async def load_figures(
     metrics: set[str],
     members: dict[int, tuple[date | None, datetime | None]],
     with_totals: bool = True,
+    day_metrics: set[str] | None = None,
 ) -> dict[int, MemberFigures]:
     """Figures of ``members`` ({member_id: (first day needed, last activity)}).
 
-    Loads running totals and the daily buckets from each member's first needed day on.
+    Loads running totals and the daily buckets from each member's first needed day on
+    (of ``day_metrics`` only, when given: the caller knows the others' are not read).
     """
     figures = {
         mid: MemberFigures(tz=tz, days_from=first, last_activity_at=last)
@@ -144,6 +146,9 @@ async def load_figures(
         return figures
     ids = list(members)
     firsts = [first for first, _ in members.values() if first is not None]
+    if day_metrics is not None and not day_metrics:
+        firsts = []
+    day_wanted = sorted(metrics if day_metrics is None else day_metrics)
     driver = await pg_driver(conn) if len(ids) >= BULK_MIN_ROWS else None
     if driver is not None:
         # The same two reads, with the ids as one array parameter.
@@ -152,7 +157,7 @@ async def load_figures(
             await driver.fetch(_TOTALS_PG, program_id, ids, wanted) if with_totals else ()
         )
         days: Iterable[Sequence[Any]] = (
-            await driver.fetch(_DAYS_PG, program_id, ids, wanted, min(firsts)) if firsts else ()
+            await driver.fetch(_DAYS_PG, program_id, ids, day_wanted, min(firsts)) if firsts else ()
         )
     else:
         totals = ()
@@ -170,7 +175,7 @@ async def load_figures(
                 select(MetricDay.member_id, MetricDay.metric, MetricDay.day, MetricDay.value).where(
                     MetricDay.program_id == program_id,
                     MetricDay.member_id.in_(ids),
-                    MetricDay.metric.in_(sorted(metrics)),
+                    MetricDay.metric.in_(day_wanted),
                     MetricDay.day >= min(firsts),
                 )
             )
@@ -272,6 +277,9 @@ _ACTIVITY_TYPES = (
     "text",
     "text",
 )
+LEDGER_COLUMNS = (*ACTIVITY_COLUMNS, "tenant_id", "recorded_at")
+"""A new ledger row as the batch writes take it: ``ACTIVITY_COLUMNS`` (JSON as text),
+then the tenant and the recording instant (the same for every row of a batch)."""
 _FIRST = 4  # $1 tenant, $2 now, $3 uuids to return ids of; activity columns from $4
 
 
@@ -321,15 +329,15 @@ async def write_batch_pg(
     last_activity: Sequence[tuple[int, datetime]],
     ids_of: Sequence[str],
 ) -> dict[str, int]:
-    """Append ``activities`` (tuples in ``ACTIVITY_COLUMNS`` order, JSON as text), add
+    """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text), add
     ``days`` and ``totals`` to the buckets and running totals, set the members' last
     activity — one statement, one round trip, every row set as one array per column.
     Returns the ids of the activities whose uuids are in ``ids_of``.
 
     A clash on an idempotency key raises asyncpg's ``UniqueViolationError``."""
-    columns: list[list[Any]] = [list(c) for c in zip(*activities, strict=True)] or [
-        [] for _ in ACTIVITY_COLUMNS
-    ]
+    columns: list[list[Any]] = [list(c) for c in zip(*activities, strict=True)][
+        : len(ACTIVITY_COLUMNS)
+    ] or [[] for _ in ACTIVITY_COLUMNS]
     day_columns: list[list[Any]] = [list(c) for c in zip(*days, strict=True)] or [[]] * 5
     total_columns: list[list[Any]] = [list(c) for c in zip(*totals, strict=True)] or [[]] * 4
     member_columns: list[list[Any]] = [list(c) for c in zip(*last_activity, strict=True)] or [
@@ -390,15 +398,12 @@ async def copy_batch_pg(
     last_activity: Sequence[tuple[int, datetime]],
     ids_of: Sequence[str],
 ) -> dict[str, int]:
-    """``write_batch_pg`` for many rows: ``COPY`` the activities into the ledger and the
+    """``write_batch_pg`` for many rows (``activities`` in ``LEDGER_COLUMNS`` order, with
+    ``tenant_id`` and ``now`` in every row): ``COPY`` the activities into the ledger and the
     day deltas into a temporary table; one statement then adds them to the buckets and
     (summed per metric) to the running totals, sets the last activities and returns the
     ids asked for. Four round trips whatever the size."""
-    await driver.copy_records_to_table(
-        "activities",
-        records=[(tenant_id, now, *row) for row in activities],
-        columns=["tenant_id", "recorded_at", *ACTIVITY_COLUMNS],
-    )
+    await driver.copy_records_to_table("activities", records=activities, columns=LEDGER_COLUMNS)
     await driver.execute(_CREATE_DELTAS_PG)
     await driver.copy_records_to_table(
         _DELTAS, records=days, columns=["member_id", "program_id", "metric", "day", "value"]

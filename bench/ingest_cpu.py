@@ -1,0 +1,178 @@
+"""CPU per activity of batch ingest, in-process and sequential (a stable figure to compare
+code changes with on a shared machine).
+
+Runs the real application in-process (``create_app`` with its lifespan, GC tuning as the
+server does it) against a database kept by ``python -m bench --keep-db`` and posts
+batches of 1,000 purchases straight through ASGI (no HTTP client in the measured CPU),
+shaped as ``python -m bench``'s batch benchmark: 250 members of the seeded ``m0000…``,
+4 purchases each, dated now. Prints the app's CPU (``time.process_time``) and the
+benchmark database's PostgreSQL backends' CPU (from ``/proc``) per activity::
+
+    .venv/bin/python -m bench.ingest_cpu DATABASE_URL SECRET [--batches 30] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.seed import purchase
+
+
+def _pg_cpu(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+async def _run(url: str, secret: str, batches: int, members: int, profile: bool) -> None:
+    import asyncpg
+
+    import tierwise.services.activities as service
+    from tierwise.api.app import create_app
+    from tierwise.settings import Settings
+
+    settings = Settings(database_url=url, sweep_interval_seconds=0)
+    original = service.record
+    in_service = [0.0]
+
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.process_time()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            in_service[0] += time.process_time() - t0
+
+    service.record = timed  # type: ignore[assignment]
+    app = create_app(settings)
+    rng = random.Random(5)
+    names = [f"m{i:04d}" for i in range(1000)][:: 1000 // members][:members]
+    nonce = f"cpu-{time.time_ns()}"
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    dbname = dsn.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(dsn)
+    latest = await admin.fetchval("SELECT max(occurred_at) FROM activities")
+    # After every stored activity: a back-dated one takes the late path (R13).
+    start = max(datetime.now(UTC), (latest or datetime.now(UTC)) + timedelta(seconds=1))
+
+    def body(b: int) -> bytes:
+        acts = [
+            purchase(
+                names[i % len(names)],
+                f"{nonce}-{b}-{i}",
+                start + timedelta(milliseconds=b * 1000 + i),
+                rng.randrange(1_000, 30_000),
+            )
+            for i in range(1000)
+        ]
+        return json.dumps({"activities": acts}).encode()
+
+    headers = [
+        (b"authorization", f"Bearer {secret}".encode()),
+        (b"content-type", b"application/json"),
+    ]
+
+    async def post(raw: bytes) -> None:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/activities/batch",
+            "raw_path": b"/v1/activities/batch",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [*headers, (b"content-length", str(len(raw)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        sent = False
+        status: list[int] = []
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"batch answered {status}: {b''.join(chunks)[:300]!r}")
+
+    async with app.router.lifespan_context(app):
+        bodies = [body(b) for b in range(batches + 3)]
+        for raw in bodies[:3]:  # warm up: caches, pool, prepared statements
+            await post(raw)
+        pids = [
+            r[0]
+            for r in await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                dbname,
+            )
+        ]
+        prof = cProfile.Profile(time.process_time) if profile else None
+        in_service[0] = 0.0
+        pg0, cpu0, wall0 = _pg_cpu(pids), time.process_time(), time.perf_counter()
+        if prof:
+            prof.enable()
+        for raw in bodies[3:]:
+            await post(raw)
+        if prof:
+            prof.disable()
+        pg1, cpu1, wall1 = _pg_cpu(pids), time.process_time(), time.perf_counter()
+    await admin.close()
+    n = batches * 1000
+    app_ms = (cpu1 - cpu0) / n * 1000
+    pg_ms = (pg1 - pg0) / n * 1000
+    print(
+        f"batches {batches}, load {os.getloadavg()[0]:.2f}: CPU per activity app {app_ms:.4f} ms"
+        f" + PostgreSQL {pg_ms:.4f} ms = {app_ms + pg_ms:.4f} ms"
+        f" (→ ≤{2 / ((app_ms + pg_ms) / 1000):,.0f}/s on 2 cores);"
+        f" wall {(wall1 - wall0) / batches * 1000:.1f} ms per batch;"
+        f" app CPU in services.activities.record {in_service[0] / n * 1000:.4f} ms"
+    )
+    if prof:
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("database_url")
+    parser.add_argument("secret")
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--members", type=int, default=250)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    url = args.database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    asyncio.run(_run(url, args.secret, args.batches, args.members, args.profile))
+
+
+if __name__ == "__main__":
+    main()
