@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -24,7 +24,7 @@ from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.cycles import current_cycle_end
 from tierwise.domain.errors import NotFound
 from tierwise.domain.figures import MemberFigures
-from tierwise.domain.ladder import Ladder, Level
+from tierwise.domain.ladder import Ladder, Level, ValidityType
 from tierwise.domain.lifecycle import validity_of, with_validity
 from tierwise.domain.program import Program
 from tierwise.domain.progress import RuleProgress, progress_toward, rule_progress
@@ -314,6 +314,15 @@ async def member_status(
         rows = [row for row in ladder_rows if row.definition is not None]
         if ladder_key is not None and not rows:
             raise NotFound(f"no ladder {ladder_key!r}", code="ladder_not_found")
+        if as_of is not None and as_of < now:
+            # R14/R27: the inactivity clock, the projection and the windows' first day
+            # as they stood at ``at``: from the last activity then, not the latest one.
+            member = replace(
+                member,
+                last_activity_at=await members_repo.last_activity_until(
+                    conn, caller.tenant_id, member.id, at
+                ),
+            )
         states: dict[int, TierState] = {}
         for row in rows:
             assert row.definition is not None
@@ -325,7 +334,17 @@ async def member_status(
             ):
                 history = await members_repo.history(conn, member.id, [row.id], until=at)
                 state = state_from_history(history)
-                if not history or history[-1].state_after is None:
+                held = row.definition.level(state.level_key) if state.level_key else None
+                if (
+                    not history
+                    or history[-1].state_after is None
+                    or (
+                        held is not None
+                        and validity_of(row.definition, held).type is ValidityType.INACTIVITY
+                    )
+                ):
+                    # The expiry as of ``at``: replayed rows kept no dates, and an
+                    # inactivity expiry moved with every activity after the last change.
                     state = with_validity(
                         row.definition,
                         row.definition.level(state.level_key or ""),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,7 +19,8 @@ from tierwise.db.repos.upsert import (
     insert_ignore,
     pg_driver,
 )
-from tierwise.db.tables import Base, Member, MemberTier, TierChange
+from tierwise.db.tables import Activity, Base, Member, MemberTier, Program, TierChange
+from tierwise.domain.calendar import ensure_aware
 from tierwise.domain.state import TierChange as Change
 from tierwise.domain.state import TierState
 
@@ -607,3 +608,25 @@ def state_rows(states: Iterable[tuple[int, TierState]]) -> Iterator[tuple[Any, .
             state.credit,
             "null" if held is None else dumps(assignment_json(held)),
         )
+
+
+async def last_activity_until(
+    conn: AsyncConnection, tenant_id: int, member_id: int, at: datetime
+) -> datetime | None:
+    """The instant of the member's latest activity (in any program of the tenant, as
+    ``members.last_activity_at`` counts them) that occurred at or before ``at``. One
+    backward step of the (member, program, occurred_at) index per program, whatever the
+    member's history."""
+    latest = (
+        select(Activity.occurred_at)
+        .where(
+            Activity.member_id == member_id,
+            Activity.program_id == Program.id,
+            Activity.occurred_at <= at,
+        )
+        .order_by(Activity.occurred_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    found = await conn.scalar(select(func.max(latest)).where(Program.tenant_id == tenant_id))
+    return ensure_aware(found) if found is not None else None
