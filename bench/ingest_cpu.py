@@ -27,6 +27,47 @@ from typing import Any
 from bench.seed import purchase
 
 
+def _on_cpu_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run (exact, unlike the clock ticks of ``stat``)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+class _StatementCpu:
+    """Wraps an asyncpg connection's protocol: the backend's CPU time per round trip,
+    summed by statement (first 60 characters)."""
+
+    _OPS = ("bind_execute", "bind_execute_many", "execute", "query", "copy_in", "prepare")
+
+    def __init__(self, inner: Any, pid: int, sums: dict[str, list[float]]) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_pid", pid)
+        object.__setattr__(self, "_sums", sums)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name not in self._OPS:
+            return value
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            before = _on_cpu_ns(self._pid)
+            try:
+                return await value(*args, **kwargs)
+            finally:
+                spent = (_on_cpu_ns(self._pid) - before) / 1e6
+                state = args[0] if args else kwargs.get("state", kwargs.get("copy_stmt"))
+                sql = str(getattr(state, "query", state))
+                key = f"{name}: {' '.join(sql.split())[:70]}"
+                entry = self._sums.setdefault(key, [0.0, 0])
+                entry[0] += spent
+                entry[1] += 1
+
+        return timed
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+
 def _pg_cpu(pids: list[int]) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
@@ -40,7 +81,9 @@ def _pg_cpu(pids: list[int]) -> float:
     return total
 
 
-async def _run(url: str, secret: str, batches: int, members: int, profile: bool) -> None:
+async def _run(
+    url: str, secret: str, batches: int, members: int, profile: bool, statements: bool
+) -> None:
     import asyncpg
 
     import tierwise.services.activities as service
@@ -135,13 +178,28 @@ async def _run(url: str, secret: str, batches: int, members: int, profile: bool)
                 dbname,
             )
         ]
+        statement_cpu: dict[str, list[float]] = {}
+        if statements:
+            from sqlalchemy import event
+
+            def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+                driver: Any = getattr(dbapi_connection, "driver_connection", None)
+                protocol = getattr(driver, "_protocol", None)
+                if driver is None or isinstance(protocol, _StatementCpu):
+                    return
+                driver._protocol = _StatementCpu(protocol, driver.get_server_pid(), statement_cpu)
+
+            event.listen(app.state.runtime.engine.sync_engine, "checkout", on_checkout)
         prof = cProfile.Profile(time.process_time) if profile else None
         in_service[0] = 0.0
         pg0, cpu0, wall0 = _pg_cpu(pids), time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
+        per_batch: list[float] = []
         for raw in bodies[3:]:
+            t0 = time.process_time()
             await post(raw)
+            per_batch.append(time.process_time() - t0)
         if prof:
             prof.disable()
         pg1, cpu1, wall1 = _pg_cpu(pids), time.process_time(), time.perf_counter()
@@ -154,8 +212,12 @@ async def _run(url: str, secret: str, batches: int, members: int, profile: bool)
         f" + PostgreSQL {pg_ms:.4f} ms = {app_ms + pg_ms:.4f} ms"
         f" (→ ≤{2 / ((app_ms + pg_ms) / 1000):,.0f}/s on 2 cores);"
         f" wall {(wall1 - wall0) / batches * 1000:.1f} ms per batch;"
-        f" app CPU in services.activities.record {in_service[0] / n * 1000:.4f} ms"
+        f" app CPU in services.activities.record {in_service[0] / n * 1000:.4f} ms;"
+        f" app CPU per batch min {min(per_batch) * 1000:.1f} ms,"
+        f" median {sorted(per_batch)[len(per_batch) // 2] * 1000:.1f} ms"
     )
+    for sql, (ms, calls) in sorted(statement_cpu.items(), key=lambda kv: -kv[1][0]):
+        print(f"{ms / batches:8.2f} ms per batch  {calls / batches:6.1f}x  {sql}")
     if prof:
         stats = pstats.Stats(prof)
         stats.sort_stats("tottime").print_stats(40)
@@ -169,9 +231,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--members", type=int, default=250)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--statements", action="store_true", help="PostgreSQL CPU per statement (schedstat)"
+    )
     args = parser.parse_args()
     url = args.database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    asyncio.run(_run(url, args.secret, args.batches, args.members, args.profile))
+    asyncio.run(_run(url, args.secret, args.batches, args.members, args.profile, args.statements))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -55,7 +55,7 @@ from tierwise.domain.windows import LIFETIME, Interval, WindowType
 from tierwise.services import measuring
 from tierwise.services.ingest_plan import Plan, Starts, plan_for
 from tierwise.services.runtime import Caller, Runtime
-from tierwise.services.standing import Standings, new_uuids
+from tierwise.services.standing import Standings, time_ordered_uuids
 
 MAX_BATCH = 1000
 MAX_POINTS = 10**15
@@ -124,11 +124,18 @@ else:
 
 
 def _iso(value: datetime) -> str:
+    if value.tzinfo is UTC:
+        return value.isoformat()[:-6] + "Z"
     return value.isoformat().replace("+00:00", "Z")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 _ONE_DAY = timedelta(days=1)
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_UNSEEN: Any = object()
 _EXACT = 10**27
 """Below this a product of two coefficients is exact in Decimal's default context (as in
 ``domain.earning``)."""
@@ -165,8 +172,10 @@ class _Batch:
         self.programs: dict[int | None, Program] = {}
         self.ladders: dict[int, list[LadderRow]] = {}
         self.activity_rows: list[tuple[Any, ...]] = []
-        """The new ledger rows: values in ``ledger.ACTIVITY_COLUMNS`` order (effects and
-        result as dicts, written as JSON at the end)."""
+        """The new ledger rows, as the writes take them: values in ``ledger.LEDGER_COLUMNS``
+        order, effects and result as JSON text."""
+        self._causes: list[str] = []
+        """Uuids of the new activities that changed a level (history rows refer to them)."""
         self.events: list[dict[str, Any]] = []
         self.returned: dict[int, int] = {}
         self._spans: dict[tuple[Any, ...], dict[MeasureKey, Interval]] = {}
@@ -178,7 +187,8 @@ class _Batch:
         """The asyncpg connection on PostgreSQL (set once the transaction has begun)."""
         self._days: dict[tuple[datetime, ZoneInfo], date] = {}
         self._day_spans: dict[ZoneInfo, tuple[datetime, datetime, date]] = {}
-        self._rates: dict[tuple[str, Decimal], tuple[int, int, str] | None] = {}
+        self._lazy_rates: dict[tuple[int, str | None], tuple[int, int, int, str] | None] = {}
+        """Per (program, level of its first ladder): the lazy earn rate's terms."""
         self._plans: dict[int, list[tuple[LadderRow, Ladder, Plan, Plan | None]]] = {}
 
     def _day(self, at: datetime, tz: ZoneInfo) -> date:
@@ -287,7 +297,9 @@ class _Batch:
         await standings.load(members, {pid: rows for pid, rows in self.ladders.items()})
         await self._load_figures(fresh, works, standings)
         results: dict[int, dict[str, Any]] = {}
-        self._uuids = new_uuids(len(fresh))
+        # Time-ordered: the ledger's unique index on uuid then grows at its right edge
+        # instead of at random pages (COPY of 1,000 rows: 19 -> 15 ms of PostgreSQL CPU).
+        self._uuids = time_ordered_uuids(len(fresh))
         for index in fresh:
             command = self.commands[index]
             work = works[(command.member_id, self.programs[command.program_id].id)]
@@ -524,24 +536,19 @@ class _Batch:
             self._plans[program_id] = found
         return found
 
-    def _lazy_rate(self, currency: str, rate: Decimal) -> tuple[int, int, str] | None:
-        """``(coefficient, exponent shift, rate as text)`` of a finite non-negative earn
-        rate, so that ``amount × coefficient × 10**shift`` (rounded down) is the points
-        ``earn_for_purchase`` gives (see ``domain.earning._part``); None otherwise."""
-        key = (currency, rate)
-        if key in self._rates:
-            return self._rates[key]
-        found = None
+    @staticmethod
+    def _lazy_rate(currency: str, rate: Decimal) -> tuple[int, int, int, str] | None:
+        """``(coefficient, multiplier, divisor, rate as text)`` of a finite non-negative
+        earn rate, so that ``amount × coefficient × multiplier // divisor`` is the points
+        ``earn_for_purchase`` gives (see ``domain.earning._part``: the same integers, while
+        ``amount × coefficient`` stays below ``_EXACT``); None otherwise."""
         sign, digits, exponent = rate.as_tuple()
-        if not sign and isinstance(exponent, int):
-            coefficient = int("".join(map(str, digits)) or "0")
-            found = (
-                coefficient,
-                exponent - minor_unit_exponent(currency),
-                format(rate.normalize(), "f"),
-            )
-        self._rates[key] = found
-        return found
+        if sign or not isinstance(exponent, int):
+            return None
+        coefficient = int("".join(map(str, digits)) or "0")
+        shift = exponent - minor_unit_exponent(currency)
+        multiplier, divisor = (10**shift, 1) if shift >= 0 else (1, 10**-shift)
+        return coefficient, multiplier, divisor, format(rate.normalize(), "f")
 
     def _quick_purchase(
         self, command: ActivityCommand, work: _MemberWork, standings: Standings
@@ -571,17 +578,23 @@ class _Batch:
         first_row, _, _, earn_plan = plans[0]
         assert earn_plan is not None
         state = standings.get(member_id, first_row.id)
-        level_key = state.level_key
-        current = earn_plan.by_key.get(level_key) if level_key else None
-        old = current.earn_multiplier if current is not None else Decimal(1)
-        amount = command.amount_minor or 0
-        rate = program.earn_rate * old
-        terms = self._lazy_rate(program.currency, rate)
-        if terms is None or amount * terms[0] >= _EXACT:
+        rate_key = (program.id, state.level_key)
+        terms = self._lazy_rates.get(rate_key, _UNSEEN)
+        if terms is _UNSEEN:
+            level_key = state.level_key
+            current = earn_plan.by_key.get(level_key) if level_key else None
+            old = current.earn_multiplier if current is not None else Decimal(1)
+            terms = self._lazy_rates[rate_key] = self._lazy_rate(
+                program.currency, program.earn_rate * old
+            )
+        if terms is None:
             return None
-        coefficient, shift, rate_text = terms
+        coefficient, multiplier, divisor, rate_text = terms
+        amount = command.amount_minor or 0
         product = amount * coefficient
-        points = product * 10**shift if shift >= 0 else product // 10**-shift
+        if product >= _EXACT:
+            return None
+        points = product * multiplier if divisor == 1 else product // divisor
         if points > MAX_POINTS:
             return None
         effects: Effects = {BuiltinMetric.SPEND: amount, BuiltinMetric.ORDERS: 1}
@@ -616,12 +629,20 @@ class _Batch:
         work.recorded.append(at)
         result: dict[str, Any] = {
             "id": activity_uuid,
-            "type": command.type.value,
+            "type": "purchase",
             "member_id": work.external_id,
             "program_id": program.id,
             "idempotency_key": command.idempotency_key,
             "occurred_at": _iso(at),
-            "effects": dict(sorted(effects.items())),
+            # dict(sorted(effects.items())), built in that order
+            "effects": {
+                BuiltinMetric.ORDERS: 1,
+                BuiltinMetric.POINTS_BALANCE: points,
+                BuiltinMetric.POINTS_EARNED: points,
+                BuiltinMetric.SPEND: amount,
+            }
+            if points
+            else {BuiltinMetric.ORDERS: 1, BuiltinMetric.SPEND: amount},
             "points_earned": points,
             "earn": [{"amount_minor": amount, "rate": rate_text, "points": points}],
             "reverses": None,
@@ -632,7 +653,7 @@ class _Batch:
                 activity_uuid,
                 member_id,
                 program.id,
-                command.type.value,
+                "purchase",
                 command.idempotency_key,
                 command.request_hash,
                 at,
@@ -641,8 +662,10 @@ class _Batch:
                 command.points,
                 command.counter,
                 None,
-                effects,
-                result,
+                _json(effects),
+                _json(result),
+                self.caller.tenant_id,
+                self.now,
             )
         )
         return result
@@ -782,6 +805,10 @@ class _Batch:
             "reverses": reverses.uuid if reverses else None,
             "tier_changes": changes,
         }
+        for change in changes:
+            change["activity_uuid"] = activity_uuid
+        if changes:
+            self._causes.append(activity_uuid)
         self.activity_rows.append(
             (
                 activity_uuid,
@@ -796,12 +823,12 @@ class _Batch:
                 command.points,
                 command.counter,
                 reverses.id if reverses else None,
-                effects,
-                result,
+                _json(effects),
+                _json(result),
+                self.caller.tenant_id,
+                self.now,
             )
         )
-        for change in changes:
-            change["activity_uuid"] = activity_uuid
         return result
 
     async def _later_instants(
@@ -1217,14 +1244,11 @@ class _Batch:
         if self.driver is not None:
             await self._write_pg(self.driver, works, standings)
             return
-        extra = {"tenant_id": self.caller.tenant_id, "recorded_at": self.now}
-        await ledger.add_activities(
-            self.conn,
-            [
-                {**dict(zip(ledger.ACTIVITY_COLUMNS, row, strict=True)), **extra}
-                for row in self.activity_rows
-            ],
-        )
+        rows = [dict(zip(ledger.LEDGER_COLUMNS, row, strict=True)) for row in self.activity_rows]
+        for row in rows:
+            row["effects"] = orjson.loads(row["effects"])
+            row["result"] = orjson.loads(row["result"])
+        await ledger.add_activities(self.conn, rows)
         days, totals = self._deltas(works)
         await ledger.add_to_buckets(
             self.conn,
@@ -1240,31 +1264,15 @@ class _Batch:
         await member_writes.set_last_activity(self.conn, self._latest(works), self.now)
         # Only the activities that caused a level change are referenced by id (in the
         # history rows): read back the ids of those alone, usually none.
-        causes = [row[0] for row in self.activity_rows if row[13]["tier_changes"]]
-        await standings.flush(activity_ids=await _activity_ids(self.conn, causes))
+        await standings.flush(activity_ids=await _activity_ids(self.conn, self._causes))
 
     async def _write_pg(
         self, driver: Any, works: dict[tuple[str, int], _MemberWork], standings: Standings
     ) -> None:
         """``_write`` on PostgreSQL: the ledger, buckets, totals and last activities in one
         statement, which also returns the ids of the activities that changed a level."""
-        dumps = orjson.dumps
-        opt = orjson.OPT_NON_STR_KEYS
-        tenant_id = self.caller.tenant_id
-        now = self.now
-        # Rows in ledger.LEDGER_COLUMNS order: the activity's values, then tenant and
-        # recorded_at (as COPY takes them).
-        activities = [
-            (
-                *row[:12],
-                dumps(row[12], option=opt).decode(),
-                dumps(row[13], option=opt).decode(),
-                tenant_id,
-                now,
-            )
-            for row in self.activity_rows
-        ]
-        causes = [row[0] for row in self.activity_rows if row[13]["tier_changes"]]
+        activities = self.activity_rows
+        causes = self._causes
         days, totals = self._deltas(works)
         if len(activities) + len(days) >= BULK_MIN_ROWS:
             ids = await ledger.copy_batch_pg(

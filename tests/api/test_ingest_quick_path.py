@@ -1,0 +1,121 @@
+"""The one-pass purchase path records exactly what the general path records.
+
+``services.activities._Batch._quick_purchase`` takes the usual purchase (in order, in the
+program's currency, lifting nobody) and hands every other one to ``_apply``. Here the same
+activities are recorded twice, once as usual and once with the quick path turned off, in
+two programs with the same ladders; the answers (effects, points and their rate, R11;
+level changes, R9), the figures (R5-R7) and the history (R22) must be the same. The
+ladders upgrade on windowed spend and lifetime points under each upgrade timing, with
+earn rates and multipliers whose points need rounding, some activities late (R13).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import activity_body, batch, criterion, figures, history, level, meter
+from tests.api.helpers import ladder as add_ladder
+from tests.api.helpers import program as add_program
+from tests.conftest import Api
+from tierwise.services import activities
+
+ROLLING_30 = {"type": "rolling_days", "days": 30}
+
+
+def _ladder(timing: str) -> dict[str, Any]:
+    return {
+        "key": "status",
+        "name": "Status",
+        "upgrade_timing": timing,
+        "levels": [
+            level("base", 1, is_floor=True, earn_multiplier="1.1"),
+            level(
+                "silver", 2, criterion("spend", 40_000, window=ROLLING_30), earn_multiplier="1.5"
+            ),
+            level(
+                "gold",
+                3,
+                criterion("spend", 90_000, window=ROLLING_30),
+                criterion("points_earned", 1_500),
+                earn_multiplier="2.25",
+            ),
+        ],
+    }
+
+
+def _bodies(program_id: int, prefix: str) -> list[dict[str, Any]]:
+    """300 activities of eight members over three months, mostly purchases in order."""
+    rng = random.Random(11)
+    out = []
+    for i in range(300):
+        member = f"{prefix}{i % 8}"
+        day = 1 + i * 89 // 300
+        if i % 23 == 0:
+            day = max(1, day - rng.randrange(1, 30))  # late (R13)
+        month, dom = 1 + (day - 1) // 28, 1 + (day - 1) % 28
+        at = f"2025-{month:02d}-{dom:02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00Z"
+        kind = rng.choice(["purchase"] * 8 + ["points_credit", "visit"])
+        fields: dict[str, Any] = {"program_id": program_id}
+        if kind == "purchase":
+            fields["amount_minor"] = rng.randrange(1, 9_000)
+            if rng.random() < 0.5:
+                fields["currency"] = "EUR"
+        elif kind == "points_credit":
+            fields["points"] = rng.randrange(1, 40)
+        out.append(activity_body(member, kind, at=at, key=f"{prefix}-{i}", **fields))
+    return out
+
+
+def _comparable(result: dict[str, Any]) -> dict[str, Any]:
+    changes = [{k: v for k, v in c.items() if k != "activity_uuid"} for c in result["tier_changes"]]
+    return {
+        "type": result["type"],
+        "occurred_at": result["occurred_at"],
+        "effects": result["effects"],
+        "points_earned": result["points_earned"],
+        "earn": result["earn"],
+        "reverses": result["reverses"],
+        "tier_changes": changes,
+    }
+
+
+def _history(api: Api, member: str, program_id: int) -> list[tuple[Any, ...]]:
+    return [
+        (e["from_level"], e["to_level"], e["kind"], e["occurred_at"], e["activity_id"] is None)
+        for e in history(api, member, program_id=program_id)
+    ]
+
+
+@pytest.mark.parametrize("timing", ["lazy", "eager", "dynamic"])
+def test_the_quick_path_records_what_the_general_path_records(
+    api: Api, monkeypatch: pytest.MonkeyPatch, timing: str
+) -> None:
+    programs = []
+    for name in ("Quick", "General"):
+        found = add_program(api, name=name, currency="EUR", earn_rate="0.333333")
+        add_ladder(api, found["id"], _ladder(timing))
+        add_ladder(api, found["id"], meter())
+        programs.append(found)
+    quick, general = programs
+    results = {}
+    for p, prefix in ((quick, "q"), (general, "g")):
+        bodies = _bodies(p["id"], prefix)
+        if p is general:
+            monkeypatch.setattr(activities._Batch, "_quick_purchase", lambda *_: None)
+        # Some alone, the rest in batches of 100 (single and batch requests alike).
+        answers = [api.post("/v1/activities", json=b).json() for b in bodies[:20]]
+        for start in range(20, len(bodies), 100):
+            answers += batch(api, bodies[start : start + 100])["results"]
+        results[prefix] = answers
+        monkeypatch.undo()
+
+    assert [_comparable(r) for r in results["q"]] == [_comparable(r) for r in results["g"]]
+    assert any(r["tier_changes"] for r in results["q"])
+    for i in range(8):
+        assert figures(api, f"q{i}", program_id=quick["id"]) == figures(
+            api, f"g{i}", program_id=general["id"]
+        )
+        assert _history(api, f"q{i}", quick["id"]) == _history(api, f"g{i}", general["id"])
