@@ -4,22 +4,41 @@ document must never differ from the status computed afresh (R5-R7, R19, R27).
 The app here does *not* verify documents (the rest of the suite does), so that a test can
 see whether a read was served: it overwrites the stored body with a marker (an empty
 ``ladders`` list) and reads again. A read after any change to what the status depends on
-must show the real status, not the marker. PostgreSQL only: SQLite always computes."""
+must show the real status, not the marker. PostgreSQL only: SQLite always computes.
+
+The last tests pin down the stamp itself: which rows it reads, and, for the rows it leaves
+out, that every writer of them also writes a row it reads, in the same transaction."""
 
 from __future__ import annotations
 
 import base64
+import json
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.api.helpers import activity, assign, criterion, level, program, sweep, unassign
+from tests.api.helpers import (
+    activity,
+    activity_body,
+    assign,
+    batch,
+    criterion,
+    enrol,
+    level,
+    program,
+    sweep,
+    unassign,
+)
 from tests.conftest import Api, make_key
 from tierwise.api.app import create_app
+from tierwise.db.repos.upsert import BULK_MIN_ROWS
+from tierwise.importer import import_file
 from tierwise.services.runtime import Runtime
 from tierwise.services.status_documents import envelope
 from tierwise.services.tenants import ALL_SCOPES
@@ -202,13 +221,96 @@ def _expiry_and_sweep(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
     sweep(api, "2027-03-09T10:00:00Z")
 
 
+def _batch(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
+    at = "2026-03-10T11:00:00Z"
+    batch(api, [activity_body("m1", points=500, at=at), activity_body("m2", points=5, at=at)])
+
+
+def _copied_batch(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
+    # Enough rows for the COPY path of the activity write (``copy_batch_pg``); purchases
+    # (recorded in one pass when they lift nobody) and credits.
+    at = "2026-03-10T11:00:00Z"
+    rows = [
+        activity_body(f"m{i % 7 + 1}", "purchase", amount_minor=100, currency="USD", at=at)
+        if i % 2
+        else activity_body(f"m{i % 7 + 1}", points=10, at=at)
+        for i in range(BULK_MIN_ROWS + 6)
+    ]
+    batch(api, rows)
+
+
+def _import(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
+    at = "2026-03-10T11:00:00Z"
+    lines = [activity_body("m1", points=500, at=at, key=f"import-{i}") for i in range(3)]
+    rt = api.runtime()
+    tenant = api.key.tenant
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "activities.ndjson"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        assert api.client.portal is not None
+        summary = api.client.portal.call(
+            lambda: import_file(rt, tenant=tenant, path=path, batch_size=100)
+        )
+    assert (summary.accepted, summary.rejected) == (3, 0), summary.rejections
+
+
+def _ladder_added(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
+    body = {"key": "club", "name": "Club", "levels": [level("member", 1, is_floor=True)]}
+    response = api.post(f"/v1/programs/{prog['id']}/ladders", json=body)
+    assert response.status_code == 201, response.text
+
+
+def _versions(prog: dict[str, Any], *rest: object) -> str:
+    return "/".join([f"/v1/programs/{prog['id']}/ladders/status/versions", *map(str, rest)])
+
+
+def _pending_version(api: Api, prog: dict[str, Any]) -> int:
+    """A new draft of the ladder (Silver at 550), submitted; its number."""
+    response = api.get(f"/v1/programs/{prog['id']}/ladders/status")
+    assert response.status_code == 200, response.text
+    definition = response.json()["definition"]
+    for item in definition["levels"]:
+        if item["key"] == "silver":
+            item["attain"]["criteria"][0]["threshold"] = 550
+    draft = api.post(_versions(prog), json=definition)
+    assert draft.status_code == 201, draft.text
+    number: int = draft.json()["number"]
+    submitted = api.post(_versions(prog, number, "submit"))
+    assert submitted.status_code == 200, submitted.text
+    return number
+
+
+def _approved(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
+    number = _pending_version(api, prog)
+    approved = api.post(_versions(prog, number, "approve"), json={"wait": True})
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "live"
+
+
+def _scheduled(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
+    number = _pending_version(api, prog)
+    body = {"effective_at": "2026-03-10T12:30:00Z", "wait": True}
+    approved = api.post(_versions(prog, number, "approve"), json=body)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "scheduled"
+    _read(api)
+    _mark(api)
+    sweep(api, "2026-03-10T12:31:00Z")  # the sweep makes it live
+
+
 CHANGES: dict[str, Change] = {
     "activity": _activity,
     "visit (orders and spend untouched)": _visit,
     "return (R13)": _return,
     "assignment (R20)": _assignment,
     "removal of an assignment (R21)": _unassignment,
+    "batch of activities": _batch,
+    "batch written by COPY": _copied_batch,
+    "import of a file": _import,
     "ladder published (R25)": _publish,
+    "ladder added": _ladder_added,
+    "version approved (R24)": _approved,
+    "scheduled version made live by the sweep (R25)": _scheduled,
     "program edited": _program_edit,
     "local midnight (rolling window moves)": _midnight,
     "expiry passed, then swept (R15)": _expiry_and_sweep,
@@ -274,3 +376,149 @@ def test_the_fast_path_never_bypasses_auth_scope_or_tenancy(app_api: Api) -> Non
     assert other.get("/v1/members/m1/status").status_code == 404
     assert other.get("/v1/members/m1/status").status_code == 404
     assert app_api.get("/v1/members/nobody/status").status_code == 404
+
+
+# -- the stamp (db/repos/status_docs.py) and the invariants it relies on -----------------
+
+# A write to any of these rows alone moves the stamp.
+STAMPED = {
+    "the member row": "UPDATE members SET updated_at = updated_at WHERE id = :member",
+    "the program row": "UPDATE programs SET updated_at = updated_at WHERE id = :program",
+    "a standing": "UPDATE member_tiers SET credit = credit WHERE member_id = :member",
+}
+# These rows are not in the stamp: each is only ever written in a transaction that also
+# writes a stamped row (the member's, the program's), as the next test checks.
+UNSTAMPED = {
+    "the running totals": "UPDATE metric_totals SET value = value WHERE member_id = :member",
+    "the daily buckets": "UPDATE metric_days SET value = value WHERE member_id = :member",
+    "the ladders": "UPDATE ladders SET updated_at = updated_at WHERE program_id = :program",
+}
+
+
+def _ids(api: Api, prog: dict[str, Any]) -> dict[str, int]:
+    response = api.get("/v1/members/m1")
+    assert response.status_code == 200, response.text
+    return {"member": response.json()["id"], "program": prog["id"]}
+
+
+@pytest.mark.parametrize("statement", list(STAMPED.values()), ids=list(STAMPED))
+def test_a_write_to_a_stamped_row_alone_retires_the_document(app_api: Api, statement: str) -> None:
+    prog = _setup(app_api)
+    _read(app_api)
+    assert _served(app_api)
+    _sql(app_api, statement, **_ids(app_api, prog))
+    assert not _served(app_api)
+
+
+@pytest.mark.parametrize("statement", list(UNSTAMPED.values()), ids=list(UNSTAMPED))
+def test_rows_outside_the_stamp_rely_on_their_writers(app_api: Api, statement: str) -> None:
+    """Documents what the stamp leaves out: a write to these rows *alone* would not retire
+    a document. No writer does that (the next test); this one fails if the stamp is
+    widened again, so that the docstring and the measurements are revisited with it."""
+    prog = _setup(app_api)
+    _read(app_api)
+    _mark(app_api)
+    _sql(app_api, statement, **_ids(app_api, prog))
+    assert _served(app_api)
+
+
+# The tables the check below logs, each with the column naming the member or program row
+# (levels: the ladder, whose program it is) that must be written in the same transaction.
+_LOGGED = {
+    "activities": "member_id",
+    "metric_days": "member_id",
+    "metric_totals": "member_id",
+    "members": "id",
+    "ladders": "program_id",
+    "levels": "ladder_id",
+    "programs": "id",
+}
+
+_LOG_FUNCTION = """
+CREATE FUNCTION tw_test_log_write() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE r jsonb;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;
+    INSERT INTO tw_test_writes VALUES (TG_TABLE_NAME, (r ->> TG_ARGV[0])::bigint, txid_current());
+    RETURN NULL;
+END $$"""
+
+_VIOLATIONS = """
+SELECT w.tbl, w.owner, w.tx FROM tw_test_writes w
+WHERE w.tbl IN ('activities', 'metric_days', 'metric_totals') AND NOT EXISTS (
+    SELECT 1 FROM tw_test_writes o WHERE o.tbl = 'members' AND o.owner = w.owner AND o.tx = w.tx)
+UNION ALL
+SELECT w.tbl, w.owner, w.tx FROM tw_test_writes w
+WHERE w.tbl IN ('ladders', 'levels') AND NOT EXISTS (
+    SELECT 1 FROM tw_test_writes o WHERE o.tbl = 'programs' AND o.tx = w.tx AND o.owner = (
+        CASE w.tbl WHEN 'ladders' THEN w.owner
+        ELSE (SELECT l.program_id FROM ladders l WHERE l.id = w.owner) END))
+"""
+
+
+def _fetch(api: Api, statement: str) -> list[tuple[Any, ...]]:
+    rt = api.runtime()
+
+    async def run() -> list[tuple[Any, ...]]:
+        async with rt.engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(statement))]
+
+    assert api.client.portal is not None
+    return api.client.portal.call(run)
+
+
+@pytest.fixture
+def write_log(app_api: Api) -> Iterator[Api]:
+    """Log every row written to the tables of ``_LOGGED`` with its transaction (triggers,
+    removed afterwards)."""
+    _sql(app_api, "CREATE TABLE tw_test_writes (tbl text, owner bigint, tx bigint)")
+    _sql(app_api, _LOG_FUNCTION)
+    try:
+        for table, column in _LOGGED.items():
+            _sql(
+                app_api,
+                f"CREATE TRIGGER tw_test_log AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION tw_test_log_write('{column}')",
+            )
+        yield app_api
+    finally:
+        for table in _LOGGED:
+            _sql(app_api, f"DROP TRIGGER IF EXISTS tw_test_log ON {table}")
+        _sql(app_api, "DROP FUNCTION tw_test_log_write()")
+        _sql(app_api, "DROP TABLE tw_test_writes")
+
+
+def test_every_writer_of_unstamped_rows_writes_a_stamped_row_in_the_same_transaction(
+    write_log: Api, clock: Clock
+) -> None:
+    """The invariants the stamp relies on, checked on the database for every writer of
+    those rows: whoever writes a member's activities, daily buckets or running totals
+    writes the member row in the same transaction; whoever writes a ladder or its levels
+    writes its program row. A writer that breaks either fails here (and its status reads
+    could be served stale documents)."""
+    api = write_log
+    prog = _setup(api)  # a program, a ladder published, an activity enrolling m1
+    enrol(api, "m2", "2026-01-01T00:00:00Z")
+    for change in (
+        _batch,
+        _copied_batch,
+        _import,
+        _return,
+        _assignment,
+        _unassignment,
+        _publish,
+        _approved,
+        _scheduled,
+        _ladder_added,
+        _program_edit,
+    ):
+        change(api, clock, prog)
+    activity(api, "m1", "points_redemption", points=100, at="2026-03-10T11:45:00Z")
+    sweep(api, "2027-03-09T10:00:00Z")
+    # A draft of a new ladder: the ladder row is created, nothing goes live.
+    draft = {"key": "later", "name": "Later", "levels": [level("one", 1, is_floor=True)]}
+    response = api.post(f"/v1/programs/{prog['id']}/ladders/later/versions", json=draft)
+    assert response.status_code == 201, response.text
+    written = {row[0] for row in _fetch(api, "SELECT DISTINCT tbl FROM tw_test_writes")}
+    assert written == set(_LOGGED), "the log missed a table: the check would prove nothing"
+    assert _fetch(api, _VIOLATIONS) == []

@@ -9,6 +9,13 @@ usual and stores the encoded document with the stamp of the rows it read
 it while both still hold. Reads ``as_of`` an instant, of one ladder, by another id form,
 or on SQLite are always computed.
 
+The stamp (``db/repos/status_docs.py``) reads three kinds of rows: the member, the
+program and the member's standings. It relies on two invariants of the write paths: a
+transaction that writes a member's activities, buckets or running totals also writes the
+member row (the activity path sets its last activity), and one that writes a ladder or its
+levels also writes the program row (``db/repos/programs.py``). Both are checked on the
+database, for every writer, by ``tests/api/test_status_documents.py``.
+
 With ``status_docs_verify`` on (the test suite turns it on) every document served is also
 computed afresh and compared, so a write path that could leave a stale document fails the
 test that exercises it.

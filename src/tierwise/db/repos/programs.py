@@ -414,7 +414,19 @@ async def add_ladder(
         )
         .returning(LadderTable.id)
     )
-    return int(result.scalar_one())
+    ladder_id = int(result.scalar_one())
+    await _touch_program(conn, Program.id == program_id)
+    return ladder_id
+
+
+async def _touch_program(conn: AsyncConnection, which: Any) -> None:
+    """Write the program row again, values unchanged, in the transaction that wrote one of
+    its ladders or levels: on PostgreSQL the row gets a new ``xmin``, which is what the
+    stored status documents' stamp reads for the program *and* its ladders
+    (``db/repos/status_docs.py``). Every write to ``ladders`` or ``levels`` calls it;
+    ``tests/api/test_status_documents.py`` checks that on the database. These are rare
+    admin writes: one more row written per ladder write, never per member."""
+    await conn.execute(update(Program).where(which).values(updated_at=Program.updated_at))
 
 
 async def ensure_levels(
@@ -443,6 +455,7 @@ async def ensure_levels(
     ]
     if rows:
         await conn.execute(insert(Level), rows)
+        await _touch_program(conn, Program.id == _program_of(ladder_id))
 
 
 async def add_version(
@@ -502,3 +515,8 @@ async def set_live(conn: AsyncConnection, ladder_id: int, version_id: int, now: 
         .where(LadderTable.id == ladder_id)
         .values(live_version_id=version_id, updated_at=now)
     )
+    await _touch_program(conn, Program.id == _program_of(ladder_id))
+
+
+def _program_of(ladder_id: int) -> Any:
+    return select(LadderTable.program_id).where(LadderTable.id == ladder_id).scalar_subquery()
