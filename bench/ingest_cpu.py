@@ -195,6 +195,18 @@ async def _run(
         pg0, cpu0, wall0 = _pg_cpu(pids), time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
+        import gc
+
+        gc_time = [0.0, 0.0, 0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                gc_time[1] = time.process_time()
+            else:
+                gc_time[0] += time.process_time() - gc_time[1]
+                gc_time[2] += 1
+
+        gc.callbacks.append(on_gc)
         per_batch: list[float] = []
         for raw in bodies[3:]:
             t0 = time.process_time()
@@ -202,6 +214,8 @@ async def _run(
             per_batch.append(time.process_time() - t0)
         if prof:
             prof.disable()
+        gc.callbacks.remove(on_gc)
+        print(f"gc: {gc_time[2]} collections, {gc_time[0] / batches * 1000:.2f} ms per batch")
         pg1, cpu1, wall1 = _pg_cpu(pids), time.process_time(), time.perf_counter()
     await admin.close()
     n = batches * 1000

@@ -46,17 +46,19 @@ def _ladder(timing: str) -> dict[str, Any]:
     }
 
 
-def _bodies(program_id: int, prefix: str) -> list[dict[str, Any]]:
-    """300 activities of eight members over three months, mostly purchases in order."""
+def _bodies(program_id: int, prefix: str, days: int) -> list[dict[str, Any]]:
+    """300 activities of eight members over ``days`` days, mostly purchases in order
+    (over a few days, each member buys several times a day)."""
     rng = random.Random(11)
     out = []
     for i in range(300):
         member = f"{prefix}{i % 8}"
-        day = 1 + i * 89 // 300
+        day = 1 + i * days // 300
         if i % 23 == 0:
             day = max(1, day - rng.randrange(1, 30))  # late (R13)
         month, dom = 1 + (day - 1) // 28, 1 + (day - 1) % 28
-        at = f"2025-{month:02d}-{dom:02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00Z"
+        hour = (i * 24 * days // 300) % 24 if days < 30 else rng.randrange(24)
+        at = f"2025-{month:02d}-{dom:02d}T{hour:02d}:{rng.randrange(60):02d}:00Z"
         kind = rng.choice(["purchase"] * 8 + ["points_credit", "visit"])
         fields: dict[str, Any] = {"program_id": program_id}
         if kind == "purchase":
@@ -89,9 +91,11 @@ def _history(api: Api, member: str, program_id: int) -> list[tuple[Any, ...]]:
     ]
 
 
-@pytest.mark.parametrize("timing", ["lazy", "eager", "dynamic"])
+@pytest.mark.parametrize(
+    ("timing", "days"), [("lazy", 89), ("eager", 89), ("dynamic", 89), ("lazy", 6), ("eager", 6)]
+)
 def test_the_quick_path_records_what_the_general_path_records(
-    api: Api, monkeypatch: pytest.MonkeyPatch, timing: str
+    api: Api, monkeypatch: pytest.MonkeyPatch, timing: str, days: int
 ) -> None:
     programs = []
     for name in ("Quick", "General"):
@@ -102,7 +106,7 @@ def test_the_quick_path_records_what_the_general_path_records(
     quick, general = programs
     results = {}
     for p, prefix in ((quick, "q"), (general, "g")):
-        bodies = _bodies(p["id"], prefix)
+        bodies = _bodies(p["id"], prefix, days)
         if p is general:
             monkeypatch.setattr(activities._Batch, "_quick_purchase", lambda *_: None)
         # Some alone, the rest in batches of 100 (single and batch requests alike).

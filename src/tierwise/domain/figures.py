@@ -62,6 +62,8 @@ class MemberFigures:
     _prefix: dict[str, tuple[int, list[date], list[int]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    version: int = field(default=0, compare=False)
+    """Counts the in-memory changes (``apply``), for callers that keep sums across them."""
     """Per metric: ``(bucket count, days ascending, running sums)``, built on the first
     sum and kept up to date by ``apply`` (rebuilt when the buckets change otherwise)."""
 
@@ -200,6 +202,7 @@ class MemberFigures:
                 prefix[metric] = (count + 1, days, sums)
             else:
                 del prefix[metric]
+        self.version += 1
         self._pending.setdefault(day, []).append((occurred_at, effects))
         if day in self.day_activities:
             self.day_activities[day].append((occurred_at, effects))

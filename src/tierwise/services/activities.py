@@ -125,7 +125,8 @@ else:
 
 def _iso(value: datetime) -> str:
     if value.tzinfo is UTC:
-        return value.isoformat()[:-6] + "Z"
+        # The same text as below, written in C (a quarter of the time).
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -155,6 +156,9 @@ class _MemberWork:
     stored: list[datetime] = field(default_factory=list)
     """Stored activity instants read for late activities (R13), from ``stored_from`` on."""
     stored_from: date | None = None
+    quick_sums: dict[int, tuple[int, date, Plan, list[int]]] = field(default_factory=dict)
+    """Per plan, the window sums after the member's last quick purchase, with the
+    figures' version and the day they were read on (see ``_quick_purchase``)."""
 
     def __post_init__(self) -> None:
         self.tz = self.program.tz  # a property that looks the zone up on every call
@@ -372,17 +376,16 @@ class _Batch:
         for i in fresh:
             command = self.commands[i]
             program = self.programs[command.program_id]
-            member = found[command.member_id]
-            works.setdefault(
-                (command.member_id, program.id),
-                _MemberWork(
+            key = (command.member_id, program.id)
+            if key not in works:
+                member = found[command.member_id]
+                works[key] = _MemberWork(
                     member_id=member.id,
                     external_id=member.external_id,
                     enrolled_at=member.enrolled_at,
                     last_activity_at=member.last_activity_at,
                     program=program,
-                ),
-            )
+                )
         return works
 
     async def _lock_members(self, external_ids: list[str]) -> dict[str, members_repo.MemberRow]:
@@ -401,18 +404,20 @@ class _Batch:
         self, fresh: list[int], works: dict[tuple[str, int], _MemberWork], standings: Standings
     ) -> None:
         by_program: dict[int, dict[int, tuple[date | None, datetime | None]]] = defaultdict(dict)
-        metrics_by_program: dict[int, set[str]] = defaultdict(
-            lambda: {BuiltinMetric.SPEND, BuiltinMetric.POINTS_BALANCE}
-        )
+        # Running totals read: the ladders' metrics, lifetime spend (earning reads it)
+        # and, for a batch with redemptions, the points balance they are checked against.
+        metrics_by_program: dict[int, set[str]] = defaultdict(lambda: {BuiltinMetric.SPEND})
+        for index in fresh:
+            command = self.commands[index]
+            if command.type is ActivityType.POINTS_REDEMPTION:
+                pid = self.programs[command.program_id].id
+                metrics_by_program[pid].add(BuiltinMetric.POINTS_BALANCE)
         # Metrics some window other than the lifetime reads: the only ones whose daily
         # buckets are needed while no activity is late (the running total answers the
         # lifetime as of any instant no earlier than the member's latest activity).
         windowed_by_program: dict[int, set[str]] = defaultdict(set)
         late_programs: set[int] = set()
-        for work in works.values():
-            pid = work.program.id
-            if pid in metrics_by_program:
-                continue  # once per program
+        for pid in {work.program.id for work in works.values()}:
             metrics = metrics_by_program[pid]
             windowed = windowed_by_program[pid]
             for row in self.ladders[pid]:
@@ -604,6 +609,8 @@ class _Batch:
         tz = work.tz
         day = self._day(at, tz)
         starts = self._starts
+        quick_sums = work.quick_sums
+        checked: list[tuple[Plan, list[int]]] = []
         for i, (row, _, plan, earning_plan) in enumerate(plans):
             if i:
                 state = standings.get(member_id, row.id)
@@ -614,18 +621,34 @@ class _Batch:
             ):
                 return None
             use = earning_plan or plan
-            sums = starts.values(use, figures, tz, at, day)
-            if sums is None:
-                return None
+            # The sums after this member's previous quick purchase on the same day are the
+            # sums before this one, while nothing else changed the figures since: within
+            # a day, instants no earlier than the last read share its windows' first days.
+            cached = quick_sums.get(id(use))
+            if (
+                cached is not None
+                and cached[0] == figures.version
+                and cached[1] == day
+                and cached[2] is use
+            ):
+                sums = cached[3]
+            else:
+                found = starts.values(use, figures, tz, at, day)
+                if found is None:
+                    return None
+                sums = found
             for j, metric in enumerate(use.metrics):
                 delta = effects.get(metric)
                 if delta:
                     sums[j] += delta
             if use.qualifies_higher(sums, state):
                 return None
+            checked.append((use, sums))
         # Nothing below can fail: record it.
         activity_uuid = self._uuids.pop()
         figures.apply_on(day, at, effects)
+        for use, sums in checked:
+            quick_sums[id(use)] = (figures.version, day, use, sums)
         work.recorded.append(at)
         result: dict[str, Any] = {
             "id": activity_uuid,
@@ -1221,22 +1244,23 @@ class _Batch:
         return new_state, change
 
     @staticmethod
-    def _deltas(
-        works: dict[tuple[str, int], _MemberWork],
-    ) -> tuple[list[tuple[int, int, str, date, int]], list[tuple[int, int, str, int]]]:
-        """What the batch adds to the daily buckets and to the running totals, in key
-        order (every writer takes the rows' locks in that order): the effects applied to
-        each member's figures."""
-        days = sorted(
+    def _deltas(works: dict[tuple[str, int], _MemberWork]) -> list[tuple[int, int, str, date, int]]:
+        """What the batch adds to the daily buckets, in key order (every writer takes the
+        rows' locks in that order): the effects applied to each member's figures."""
+        return sorted(
             (work.member_id, work.program.id, metric, day, value)
             for work in works.values()
             for (metric, day), value in work.figures.pending_sums().items()
         )
+
+    @staticmethod
+    def _totals(days: list[tuple[int, int, str, date, int]]) -> list[tuple[int, int, str, int]]:
+        """What ``days`` add to the running totals, in key order."""
         totals: dict[tuple[int, int, str], int] = {}
         for member_id, program_id, metric, _, value in days:
             key = (member_id, program_id, metric)
             totals[key] = totals.get(key, 0) + value
-        return days, [(*key, value) for key, value in totals.items()]
+        return [(*key, value) for key, value in totals.items()]
 
     # -- writing --------------------------------------------------------------------------
 
@@ -1249,7 +1273,8 @@ class _Batch:
             row["effects"] = orjson.loads(row["effects"])
             row["result"] = orjson.loads(row["result"])
         await ledger.add_activities(self.conn, rows)
-        days, totals = self._deltas(works)
+        days = self._deltas(works)
+        totals = self._totals(days)
         await ledger.add_to_buckets(
             self.conn,
             [
@@ -1273,7 +1298,7 @@ class _Batch:
         statement, which also returns the ids of the activities that changed a level."""
         activities = self.activity_rows
         causes = self._causes
-        days, totals = self._deltas(works)
+        days = self._deltas(works)
         if len(activities) + len(days) >= BULK_MIN_ROWS:
             ids = await ledger.copy_batch_pg(
                 driver,
@@ -1291,7 +1316,7 @@ class _Batch:
                 now=self.now,
                 activities=activities,
                 days=days,
-                totals=totals,
+                totals=self._totals(days),
                 last_activity=sorted(self._latest(works).items()),
                 ids_of=causes,
             )

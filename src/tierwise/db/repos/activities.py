@@ -402,7 +402,12 @@ async def copy_batch_pg(
     ``tenant_id`` and ``now`` in every row): ``COPY`` the activities into the ledger and the
     day deltas into a temporary table; one statement then adds them to the buckets and
     (summed per metric) to the running totals, sets the last activities and returns the
-    ids asked for. Four round trips whatever the size."""
+    ids asked for. Four round trips whatever the size.
+
+    (Passing the deltas and totals as array parameters instead saves the temporary table
+    and ~10-15 % of this statement's PostgreSQL CPU, but asyncpg encodes each array
+    element with an abstract-class check: 5-8 ms of client CPU per 1,000 purchases
+    against 2 ms for the two COPY round trips, measured 2026-11-22.)"""
     await driver.copy_records_to_table("activities", records=activities, columns=LEDGER_COLUMNS)
     await driver.execute(_CREATE_DELTAS_PG)
     await driver.copy_records_to_table(
