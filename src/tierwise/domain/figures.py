@@ -184,10 +184,14 @@ class MemberFigures:
 
     def apply_on(self, day: date, occurred_at: datetime, effects: Effects) -> None:
         """``apply`` for a caller that knows the activity's local ``day`` already."""
+        totals = self.totals
+        all_days = self.days
         prefix = self._prefix
         for metric, delta in effects.items():
-            self.totals[metric] = self.totals.get(metric, 0) + delta
-            bucket = self.days.setdefault(metric, {})
+            totals[metric] = totals.get(metric, 0) + delta
+            bucket = all_days.get(metric)
+            if bucket is None:
+                bucket = all_days[metric] = {}
             old = bucket.get(day)
             bucket[day] = delta if old is None else old + delta
             cached = prefix.get(metric)
@@ -203,8 +207,13 @@ class MemberFigures:
             else:
                 del prefix[metric]
         self.version += 1
-        self._pending.setdefault(day, []).append((occurred_at, effects))
+        entry = (occurred_at, effects)
+        pending = self._pending.get(day)
+        if pending is None:
+            self._pending[day] = [entry]
+        else:
+            pending.append(entry)
         if day in self.day_activities:
-            self.day_activities[day].append((occurred_at, effects))
+            self.day_activities[day].append(entry)
         if self.last_activity_at is None or occurred_at > self.last_activity_at:
             self.last_activity_at = occurred_at

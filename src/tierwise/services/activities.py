@@ -137,6 +137,12 @@ def _json(value: Any) -> str:
 _ONE_DAY = timedelta(days=1)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _UNSEEN: Any = object()
+# The metrics a purchase moves, looked up once (an enum member read through its class
+# runs Python code every time).
+_SPEND = BuiltinMetric.SPEND
+_ORDERS = BuiltinMetric.ORDERS
+_POINTS_EARNED = BuiltinMetric.POINTS_EARNED
+_POINTS_BALANCE = BuiltinMetric.POINTS_BALANCE
 _EXACT = 10**27
 """Below this a product of two coefficients is exact in Decimal's default context (as in
 ``domain.earning``)."""
@@ -602,10 +608,10 @@ class _Batch:
         points = product * multiplier if divisor == 1 else product // divisor
         if points > MAX_POINTS:
             return None
-        effects: Effects = {BuiltinMetric.SPEND: amount, BuiltinMetric.ORDERS: 1}
+        effects: Effects = {_SPEND: amount, _ORDERS: 1}
         if points:
-            effects[BuiltinMetric.POINTS_EARNED] = points
-            effects[BuiltinMetric.POINTS_BALANCE] = points
+            effects[_POINTS_EARNED] = points
+            effects[_POINTS_BALANCE] = points
         tz = work.tz
         day = self._day(at, tz)
         starts = self._starts
@@ -659,13 +665,13 @@ class _Batch:
             "occurred_at": _iso(at),
             # dict(sorted(effects.items())), built in that order
             "effects": {
-                BuiltinMetric.ORDERS: 1,
-                BuiltinMetric.POINTS_BALANCE: points,
-                BuiltinMetric.POINTS_EARNED: points,
-                BuiltinMetric.SPEND: amount,
+                _ORDERS: 1,
+                _POINTS_BALANCE: points,
+                _POINTS_EARNED: points,
+                _SPEND: amount,
             }
             if points
-            else {BuiltinMetric.ORDERS: 1, BuiltinMetric.SPEND: amount},
+            else {_ORDERS: 1, _SPEND: amount},
             "points_earned": points,
             "earn": [{"amount_minor": amount, "rate": rate_text, "points": points}],
             "reverses": None,

@@ -17,6 +17,8 @@ other case it returns None and the caller measures the general way.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -38,21 +40,18 @@ _SHARED = frozenset(
     }
 )
 
-Check = tuple[int, Operator, int]
-"""``(key index, operator, threshold)`` of one criterion."""
+Check = tuple[int, Callable[[int, int], bool], int]
+"""``(key index, comparison, threshold)`` of one criterion: ``comparison(value, threshold)``
+is ``Criterion.holds`` for its operator (the ``operator`` module's C function)."""
 
-
-def _holds(operator: Operator, value: int, threshold: int) -> bool:
-    # As Criterion.holds.
-    if operator is Operator.GE:
-        return value >= threshold
-    if operator is Operator.GT:
-        return value > threshold
-    if operator is Operator.EQ:
-        return value == threshold
-    if operator is Operator.LE:
-        return value <= threshold
-    return value < threshold
+_COMPARE: dict[Operator, Callable[[int, int], bool]] = {
+    Operator.GE: operator.ge,
+    Operator.GT: operator.gt,
+    Operator.EQ: operator.eq,
+    Operator.LE: operator.le,
+    Operator.LT: operator.lt,
+}
+_PIN = AssignmentMode.PIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +76,13 @@ class Plan:
         """Whether ``decide_upgrade`` would move the member up, with ``values`` the sums
         of ``keys`` (in order)."""
         assignment = state.assignment
-        if assignment is not None and assignment.mode is AssignmentMode.PIN:
+        if assignment is not None and assignment.mode is _PIN:
             return False
         best = self.floor_rank
         for rank, all_of, checks in self.levels:
             holds = all_of
-            for i, operator, threshold in checks:
-                if _holds(operator, values[i], threshold) is not all_of:
+            for i, compare, threshold in checks:
+                if compare(values[i], threshold) is not all_of:
                     holds = not all_of
                     break
             if holds:
@@ -101,7 +100,9 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
     for level in ladder.levels:
         if level.attain is None:
             continue
-        checks = tuple((index[c.key], c.operator, c.threshold) for c in level.attain.criteria)
+        checks = tuple(
+            (index[c.key], _COMPARE[c.operator], c.threshold) for c in level.attain.criteria
+        )
         levels.append((level.rank, level.attain.mode is Mode.ALL, checks))
     windows: list[Window | None] = []
     simple = True
