@@ -12,6 +12,7 @@ import binascii
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.types import Scope as AsgiScope
 
 from tierwise.api.errors import ApiError
 from tierwise.services.runtime import Caller, Runtime
@@ -81,3 +82,23 @@ ActivitiesWrite = Annotated[Caller, require(Scope.ACTIVITIES_WRITE)]
 TiersRead = Annotated[Caller, require(Scope.TIERS_READ)]
 TiersWrite = Annotated[Caller, require(Scope.TIERS_WRITE)]
 SweepsRun = Annotated[Caller, require(Scope.SWEEPS_RUN)]
+
+
+def secret_in(scope: AsgiScope) -> str | None:
+    """The secret of a raw ASGI request, read the way ``authenticate`` reads it:
+    ``X-API-Key`` first, then a bearer token; None for anything else (HTTP Basic goes
+    the slow way). For the fast paths, which run before FastAPI's request objects."""
+    api_key: bytes | None = None
+    authorization: bytes | None = None
+    for name, value in scope["headers"]:  # the first of each, as Starlette's headers.get
+        if name == b"x-api-key" and api_key is None:
+            api_key = value
+        elif name == b"authorization" and authorization is None:
+            authorization = value
+    if api_key:
+        return api_key.decode("latin-1").strip() or None
+    if authorization:
+        scheme, _, rest = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip()
+    return None

@@ -23,9 +23,9 @@ import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tierwise.api.auth import secret_in
 from tierwise.api.routes.activities import answer, groups_of, record_one
 from tierwise.api.schemas import ActivityIn
-from tierwise.api.stored_status import _secret as secret_of
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
 from tierwise.services.tenants import Scope as KeyScope
@@ -63,7 +63,7 @@ class FastActivity:
         keys: KeyVerifier | None = getattr(state, "verifier", None)
         if rt is None or keys is None or not _is_json(scope):
             return False
-        secret = secret_of(scope)
+        secret = secret_in(scope)
         if secret is None:
             return False
         try:

@@ -14,6 +14,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tierwise.api.auth import secret_in
 from tierwise.services import status_documents as documents
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
@@ -46,7 +47,7 @@ class StoredStatus:
             return False
         if not documents.enabled(rt):
             return False
-        secret = _secret(scope)
+        secret = secret_in(scope)
         caller = None if secret is None else keys.remembered(secret)
         if caller is None or _READ not in caller.scopes:
             return False
@@ -73,22 +74,3 @@ class StoredStatus:
         )
         await send({"type": "http.response.body", "body": body})
         return True
-
-
-def _secret(scope: Scope) -> str | None:
-    """The secret the way ``auth.authenticate`` reads it: ``X-API-Key`` first, then a
-    bearer token (HTTP Basic goes the slow way)."""
-    api_key: bytes | None = None
-    authorization: bytes | None = None
-    for name, value in scope["headers"]:  # the first of each, as Starlette's headers.get
-        if name == b"x-api-key" and api_key is None:
-            api_key = value
-        elif name == b"authorization" and authorization is None:
-            authorization = value
-    if api_key:
-        return api_key.decode("latin-1").strip() or None
-    if authorization:
-        scheme, _, rest = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and rest.strip():
-            return rest.strip()
-    return None
