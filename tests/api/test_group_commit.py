@@ -282,3 +282,64 @@ def activity_json(body: dict[str, Any]) -> bytes:
     import orjson
 
     return orjson.dumps(body)
+
+
+def test_the_fast_path_records_a_batch_as_the_route_does(fast_api: Api) -> None:
+    """A batch with a bearer key is served by the fast path, one with HTTP Basic by the
+    route: the same counts and results, and a repeat answers every result replayed."""
+    _silver_gold(fast_api)
+    fast = _app(fast_api).fast_activity
+    basic = base64.b64encode(f"{fast_api.key.key_id}:{fast_api.key.secret}".encode()).decode()
+    items = [activity_body(f"b{i % 3}", points=200) for i in range(9)]
+
+    before = fast.served
+    by_route = fast_api.client.post(
+        "/v1/activities/batch",
+        json={"activities": items},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    assert fast.served == before
+    again = fast_api.client.post(
+        "/v1/activities/batch", json={"activities": items}, headers=fast_api.headers
+    )
+    assert fast.served == before + 1
+    assert by_route.status_code == again.status_code == 200
+    first, repeat = by_route.json(), again.json()
+    assert (first["accepted"], first["duplicates"]) == (9, 0)
+    assert (repeat["accepted"], repeat["duplicates"]) == (0, 9)
+    assert [{**r, "replayed": False} for r in repeat["results"]] == first["results"]
+
+    fresh = [activity_body(f"c{i % 3}", points=200) for i in range(9)]
+    served = fast_api.client.post(
+        "/v1/activities/batch", json={"activities": fresh}, headers=fast_api.headers
+    )
+    assert fast.served == before + 2
+    assert served.json()["accepted"] == 9
+    assert only_ladder(fast_api, "c0")["current_level"]["key"] == "silver"  # 600 points
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("bad item", 422, "validation_error"),
+        ("unknown return", 404, "activity_not_found"),
+    ],
+)
+def test_a_batch_the_fast_path_cannot_answer_gets_the_routes_error(
+    fast_api: Api, case: str, status: int, code: str
+) -> None:
+    """All or nothing: the refused batch stores none of its activities."""
+    _silver_gold(fast_api)
+    activity(fast_api, "ann", points=100)
+    items = [activity_body("ann", points=100) for _ in range(3)]
+    if case == "bad item":
+        del items[1]["member_id"]
+    else:
+        items.append(activity_body("ann", "return", reverses_key="never-sent"))
+    response = fast_api.client.post(
+        "/v1/activities/batch", json={"activities": items}, headers=fast_api.headers
+    )
+    error = error_of(response, status, code)
+    if case == "unknown return":
+        assert error["details"]["index"] == 3
+    assert only_ladder(fast_api, "ann")["progress"]["criteria"][0]["current"] == 100

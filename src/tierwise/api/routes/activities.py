@@ -54,19 +54,6 @@ def _out(outcome: service.Outcome) -> dict[str, Any] | None:
     return {**result, "replayed": outcome.replayed}
 
 
-def _json(
-    content: dict[str, Any], status_code: int, headers: dict[str, str] | None = None
-) -> Response:
-    """``content`` as FastAPI would send it (compact JSON, UTF-8), without validating it
-    against the response model once more: the service's results have that shape."""
-    return Response(
-        orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS),
-        status_code=status_code,
-        headers=headers,
-        media_type="application/json",
-    )
-
-
 def answer(outcome: service.Outcome) -> tuple[int, dict[str, str], bytes]:
     """The HTTP answer to one recorded activity: 201 with the result, or 200 with the
     first result and ``Idempotent-Replayed: true`` for a repeat (R12)."""
@@ -106,21 +93,33 @@ async def record_activity(
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
-@router.post("/batch", response_model=BatchOut)
-async def record_batch(
-    body: ActivityBatchIn, rt: RuntimeDep, caller: ActivitiesWrite
-) -> BatchOut | Response:
-    """Up to 1,000 activities in one transaction: all are stored, or none."""
-    outcomes = await service.record(rt, caller, [command(a) for a in body.activities])
+def batch_answer(outcomes: list[service.Outcome]) -> bytes:
+    """The HTTP answer (200) to a recorded batch: counts and every activity's result."""
     duplicates = sum(1 for o in outcomes if o.replayed)
     results = [_out(o) for o in outcomes]
     if all(r is not None for r in results):
-        return _json(
+        return orjson.dumps(
             {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results},
-            200,
+            option=orjson.OPT_NON_STR_KEYS,
         )
-    return BatchOut(
-        accepted=len(outcomes) - duplicates,
-        duplicates=duplicates,
-        results=[activity_out(o) for o in outcomes],
+    return (
+        BatchOut(
+            accepted=len(outcomes) - duplicates,
+            duplicates=duplicates,
+            results=[activity_out(o) for o in outcomes],
+        )
+        .model_dump_json()
+        .encode()
     )
+
+
+async def record_many(rt: Runtime, caller: Caller, body: ActivityBatchIn) -> list[service.Outcome]:
+    """Record a batch: one transaction, all stored or none."""
+    return await service.record(rt, caller, [command(a) for a in body.activities])
+
+
+@router.post("/batch", response_model=BatchOut)
+async def record_batch(body: ActivityBatchIn, rt: RuntimeDep, caller: ActivitiesWrite) -> Response:
+    """Up to 1,000 activities in one transaction: all are stored, or none."""
+    content = batch_answer(await record_many(rt, caller, body))
+    return Response(content, status_code=200, media_type="application/json")
