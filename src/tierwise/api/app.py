@@ -62,19 +62,18 @@ def start_periodic_sweep(rt: Runtime) -> asyncio.Task[None]:
 
 
 class TierwiseApp(FastAPI):
-    """FastAPI, with the two hottest requests answered before its middleware stack.
+    """FastAPI, with the hottest requests answered before its middleware stack.
 
     The fast paths (``api/stored_status.py``: plain status reads; ``api/fast_activity.py``:
-    single activities) each serve only what they are sure of and hand everything else on
-    unchanged. They run before FastAPI's own middleware (error handling, the body limit,
-    routing), whose per-request wrapping of every message costs as much as a status read;
-    a request that declares a body over the limit goes straight to the full stack, whose
-    body limit answers it."""
+    activities, single and in batches) each serve only what they are sure of and hand
+    everything else on unchanged. They run before FastAPI's own middleware (error
+    handling, the body limit, routing), whose per-request wrapping of every message costs
+    as much as a status read; a request that declares a body over the limit goes
+    straight to the full stack, whose body limit answers it."""
 
-    max_body_bytes: int = 0
-
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, max_body_bytes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_body_bytes = max_body_bytes
         self.fast_activity = FastActivity(self._full)
         self._edge: ASGIApp = StoredStatus(self.fast_activity)
 
@@ -126,7 +125,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 await rt.close()
 
     app = TierwiseApp(
-        title="Tierwise", version=__version__, description=DESCRIPTION, lifespan=lifespan
+        title="Tierwise",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_bytes=settings.max_body_bytes,
     )
     errors = ErrorRouter()
     app.state.errors = errors
@@ -142,7 +145,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (programs, versions, activities, members, lifecycle):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.max_body_bytes = settings.max_body_bytes
     app.include_router(versions.jobs_router)
     for dialect in DIALECTS:
         app.include_router(dialect.router)

@@ -59,10 +59,8 @@ class FastActivity:
         ):
             await self.app(scope, receive, send)
             return
-        limit = _LIMIT
-        if scope["path"] == _BATCH:
-            rt: Runtime | None = getattr(scope["app"].state, "runtime", None)
-            limit = rt.settings.max_body_bytes if rt is not None else 0
+        # Batches up to the body limit (the app refuses larger declared lengths first).
+        limit = scope["app"].max_body_bytes if scope["path"] == _BATCH else _LIMIT
         body, more = await _read(receive, limit)
         if body is None:  # the client went away
             return

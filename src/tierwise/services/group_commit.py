@@ -54,25 +54,22 @@ class GroupStats:
 @dataclass
 class _Queue:
     waiting: list[tuple[ActivityCommand, asyncio.Future[Outcome]]] = field(default_factory=list)
-    running: int = 0
+    running: bool = False
 
 
 class GroupCommit:
     """Records single activities, grouping those that arrive together.
 
     ``record`` is ``activities.record`` bound to a runtime. ``max_group`` caps a group
-    (``activities.MAX_BATCH`` at most); ``lanes`` is how many groups of one key may be in
-    flight at once in this process.
+    (``activities.MAX_BATCH`` at most). One group per key is in flight at a time in this
+    process; the next forms while it is written.
     """
 
-    def __init__(
-        self, record: Record, *, max_group: int = 100, lanes: int = 1, linger: float = 0.001
-    ) -> None:
-        if not 1 <= max_group <= 1000 or lanes < 1 or linger < 0:
-            raise ValueError("max_group must be within 1..1000, lanes at least 1, linger >= 0")
+    def __init__(self, record: Record, *, max_group: int = 100, linger: float = 0.001) -> None:
+        if not 1 <= max_group <= 1000 or linger < 0:
+            raise ValueError("max_group must be within 1..1000 and linger at least 0")
         self._record = record
         self._max_group = max_group
-        self._lanes = lanes
         self._linger = linger
         self._queues: dict[Caller, _Queue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -85,8 +82,8 @@ class GroupCommit:
         if queue is None:
             queue = self._queues[caller] = _Queue()
         queue.waiting.append((command, future))
-        if queue.running < self._lanes:
-            queue.running += 1
+        if not queue.running:
+            queue.running = True
             # Its own task: a request whose client goes away must not stop the others.
             task = asyncio.create_task(self._drain(caller, queue))
             self._tasks.add(task)
@@ -112,8 +109,8 @@ class GroupCommit:
                         future.cancel()
                     raise
         finally:
-            queue.running -= 1
-            if not queue.running and not queue.waiting:
+            queue.running = False
+            if not queue.waiting:
                 self._queues.pop(caller, None)
 
     async def _run(

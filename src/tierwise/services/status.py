@@ -317,9 +317,9 @@ async def member_status(
         # R14/R27: the inactivity clock and the projection as they stood at ``at``: from
         # the last activity then, not the latest one (the figures still need the latest,
         # to know which stored sums include activities after ``at``).
-        clock = member
+        then = member
         if as_of is not None and as_of < now:
-            clock = replace(
+            then = replace(
                 member,
                 last_activity_at=await members_repo.last_activity_until(
                     conn, caller.tenant_id, member.id, at
@@ -353,7 +353,7 @@ async def member_status(
                         state,
                         tz=program.tz,
                         enrolled_at=member.enrolled_at,
-                        last_activity_at=clock.last_activity_at,
+                        last_activity_at=then.last_activity_at,
                     )
             elif row.id not in stored and row.definition.floor is not None:
                 # Not yet placed (no activity yet): R4 puts everyone on the floor.
@@ -386,7 +386,7 @@ async def member_status(
             nxt = ladder.above(current)
             previous = ladder.level(state.previous_level_key) if state.previous_level_key else None
             keep_rule = keep_rule_of(current) if current is not None else None
-            ctx = Context(program.tz, member.enrolled_at, clock.last_activity_at)
+            ctx = Context(program.tz, member.enrolled_at, then.last_activity_at)
             result.append(
                 LadderStatus(
                     ladder=row,
@@ -403,7 +403,7 @@ async def member_status(
                     else None,
                     measures=measures,
                     projected=project(ladder, state, measures, ctx, at),
-                    cycle_end=_cycle_end(ladder, current, state, clock, program, at),
+                    cycle_end=_cycle_end(ladder, current, state, then, program, at),
                 )
             )
     return MemberStatus(member=member, program=program, as_of=at, ladders=tuple(result))
