@@ -248,3 +248,29 @@ def level_key(view: dict[str, Any]) -> str | None:
     """The current level key of one ladder's status view (None when no level)."""
     current = view["current_level"]
     return None if current is None else str(current["key"])
+
+
+# -- added for the tests that record the same activities by two paths ------------------
+
+
+def comparable_result(result: dict[str, Any]) -> dict[str, Any]:
+    """An activity's result without what differs between two recordings of the same
+    activity (its id, the ids of the activities its level changes name)."""
+    changes = [{k: v for k, v in c.items() if k != "activity_uuid"} for c in result["tier_changes"]]
+    return {
+        "type": result["type"],
+        "occurred_at": result["occurred_at"],
+        "effects": result["effects"],
+        "points_earned": result["points_earned"],
+        "earn": result["earn"],
+        "reverses": result["reverses"],
+        "tier_changes": changes,
+    }
+
+
+def history_rows(api: Api, member: str, program_id: int) -> list[tuple[Any, ...]]:
+    """A member's history in a program as (from, to, kind, at, no activity caused it) rows."""
+    return [
+        (e["from_level"], e["to_level"], e["kind"], e["occurred_at"], e["activity_id"] is None)
+        for e in history(api, member, program_id=program_id)
+    ]

@@ -11,7 +11,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tests.api.helpers import activity_body, batch, criterion, figures, history, level, meter
+from tests.api.helpers import (
+    activity_body,
+    batch,
+    comparable_result,
+    criterion,
+    figures,
+    history_rows,
+    level,
+    meter,
+)
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api
@@ -60,23 +69,6 @@ def _activities(program_id: int, prefix: str) -> list[dict[str, Any]]:
     return out
 
 
-def _comparable(result: dict[str, Any]) -> dict[str, Any]:
-    changes = [{k: v for k, v in c.items() if k != "activity_uuid"} for c in result["tier_changes"]]
-    return {
-        "effects": result["effects"],
-        "points_earned": result["points_earned"],
-        "earn": result["earn"],
-        "tier_changes": changes,
-    }
-
-
-def _history(api: Api, member: str, program_id: int) -> list[tuple[Any, ...]]:
-    return [
-        (e["from_level"], e["to_level"], e["kind"], e["occurred_at"], e["activity_id"] is None)
-        for e in history(api, member, program_id=program_id)
-    ]
-
-
 def _run(api: Api, timing: str) -> None:
     one = add_program(api)
     add_ladder(api, one["id"], _ladder(timing))
@@ -99,14 +91,14 @@ def _run(api: Api, timing: str) -> None:
         singles.append(response.json())
     batched = batch(api, _activities(many["id"], "b"))["results"]
 
-    assert [_comparable(r) for r in batched] == [_comparable(r) for r in singles]
+    assert [comparable_result(r) for r in batched] == [comparable_result(r) for r in singles]
     assert any(r["tier_changes"] for r in singles)
     for i in range(6):
         assert figures(api, f"b{i}", program_id=many["id"]) == figures(
             api, f"s{i}", program_id=one["id"]
         )
         # The same changes, each upgrade naming the activity that caused it.
-        assert _history(api, f"b{i}", many["id"]) == _history(api, f"s{i}", one["id"])
+        assert history_rows(api, f"b{i}", many["id"]) == history_rows(api, f"s{i}", one["id"])
 
 
 def test_a_large_batch_records_what_single_posts_record_eager(api: Api) -> None:

@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import activity_body, batch, criterion, figures, history, level, meter
+from tests.api.helpers import (
+    activity_body,
+    batch,
+    comparable_result,
+    criterion,
+    figures,
+    history_rows,
+    level,
+    meter,
+)
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api
@@ -71,26 +80,6 @@ def _bodies(program_id: int, prefix: str, days: int) -> list[dict[str, Any]]:
     return out
 
 
-def _comparable(result: dict[str, Any]) -> dict[str, Any]:
-    changes = [{k: v for k, v in c.items() if k != "activity_uuid"} for c in result["tier_changes"]]
-    return {
-        "type": result["type"],
-        "occurred_at": result["occurred_at"],
-        "effects": result["effects"],
-        "points_earned": result["points_earned"],
-        "earn": result["earn"],
-        "reverses": result["reverses"],
-        "tier_changes": changes,
-    }
-
-
-def _history(api: Api, member: str, program_id: int) -> list[tuple[Any, ...]]:
-    return [
-        (e["from_level"], e["to_level"], e["kind"], e["occurred_at"], e["activity_id"] is None)
-        for e in history(api, member, program_id=program_id)
-    ]
-
-
 @pytest.mark.parametrize(
     ("timing", "days"), [("lazy", 89), ("eager", 89), ("dynamic", 89), ("lazy", 6), ("eager", 6)]
 )
@@ -116,10 +105,11 @@ def test_the_quick_path_records_what_the_general_path_records(
         results[prefix] = answers
         monkeypatch.undo()
 
-    assert [_comparable(r) for r in results["q"]] == [_comparable(r) for r in results["g"]]
+    by_quick, by_general = ([comparable_result(r) for r in results[k]] for k in ("q", "g"))
+    assert by_quick == by_general
     assert any(r["tier_changes"] for r in results["q"])
     for i in range(8):
         assert figures(api, f"q{i}", program_id=quick["id"]) == figures(
             api, f"g{i}", program_id=general["id"]
         )
-        assert _history(api, f"q{i}", quick["id"]) == _history(api, f"g{i}", general["id"])
+        assert history_rows(api, f"q{i}", quick["id"]) == history_rows(api, f"g{i}", general["id"])
