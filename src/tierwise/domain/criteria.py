@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -19,6 +20,16 @@ class Operator(StrEnum):
     EQ = "=="
     LE = "<="
     LT = "<"
+
+
+COMPARE: dict[Operator, Callable[[int, int], bool]] = {
+    Operator.GE: operator.ge,
+    Operator.GT: operator.gt,
+    Operator.EQ: operator.eq,
+    Operator.LE: operator.le,
+    Operator.LT: operator.lt,
+}
+"""Each operator as its ``operator`` module function: ``COMPARE[op](value, threshold)``."""
 
 
 class Mode(StrEnum):
@@ -47,17 +58,7 @@ class Criterion(BaseModel):
 
     def holds(self, value: int) -> bool:
         """R2: thresholds are inclusive for ``>=``."""
-        match self.operator:
-            case Operator.GE:
-                return value >= self.threshold
-            case Operator.GT:
-                return value > self.threshold
-            case Operator.EQ:
-                return value == self.threshold
-            case Operator.LE:
-                return value <= self.threshold
-            case Operator.LT:
-                return value < self.threshold
+        return COMPARE[self.operator](value, self.threshold)
 
     @property
     def required(self) -> int:

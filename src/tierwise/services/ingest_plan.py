@@ -17,14 +17,13 @@ other case it returns None and the caller measures the general way.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from tierwise.domain.calendar import local_date, start_of_day
-from tierwise.domain.criteria import MeasureKey, Mode, Operator
+from tierwise.domain.criteria import COMPARE, MeasureKey, Mode
 from tierwise.domain.figures import MemberFigures
 from tierwise.domain.ladder import Ladder, Level, ValidityType
 from tierwise.domain.lifecycle import validity_of
@@ -44,13 +43,6 @@ Check = tuple[int, Callable[[int, int], bool], int]
 """``(key index, comparison, threshold)`` of one criterion: ``comparison(value, threshold)``
 is ``Criterion.holds`` for its operator (the ``operator`` module's C function)."""
 
-_COMPARE: dict[Operator, Callable[[int, int], bool]] = {
-    Operator.GE: operator.ge,
-    Operator.GT: operator.gt,
-    Operator.EQ: operator.eq,
-    Operator.LE: operator.le,
-    Operator.LT: operator.lt,
-}
 _PIN = AssignmentMode.PIN
 
 
@@ -101,7 +93,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         if level.attain is None:
             continue
         checks = tuple(
-            (index[c.key], _COMPARE[c.operator], c.threshold) for c in level.attain.criteria
+            (index[c.key], COMPARE[c.operator], c.threshold) for c in level.attain.criteria
         )
         levels.append((level.rank, level.attain.mode is Mode.ALL, checks))
     windows: list[Window | None] = []

@@ -7,8 +7,7 @@ bounded and a job can resume from the last id it committed.
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from tierwise.db.repos.members import MemberRow
 from tierwise.db.repos.upsert import pg_driver
 from tierwise.db.tables import Member
 from tierwise.domain.checks import downgrade_target, keeps
-from tierwise.domain.criteria import Criterion, MeasureKey, Measures, Operator
+from tierwise.domain.criteria import COMPARE, Criterion, MeasureKey, Measures
 from tierwise.domain.evaluation import qualified_level, rank_of
 from tierwise.domain.ladder import Ladder, Level
 from tierwise.domain.program import Program
@@ -256,15 +255,6 @@ async def measure_in_python(
     return found
 
 
-_COMPARE: dict[Operator, Callable[[int, int], bool]] = {
-    Operator.GE: operator.ge,
-    Operator.GT: operator.gt,
-    Operator.EQ: operator.eq,
-    Operator.LE: operator.le,
-    Operator.LT: operator.lt,
-}
-
-
 class Decider:
     """``verdict`` for many members, computed once per distinct situation.
 
@@ -287,7 +277,7 @@ class Decider:
                 if rule is not None:
                     criteria.update(dict.fromkeys(rule.criteria))
         index = {key: i for i, key in enumerate(self.keys)}
-        self._tests = [(index[c.key], _COMPARE[c.operator], c.threshold) for c in criteria]
+        self._tests = [(index[c.key], COMPARE[c.operator], c.threshold) for c in criteria]
         self._known: dict[
             tuple[Any, ...], tuple[str | None, str | None, str | None, ChangeKind | None, bool]
         ] = {}
