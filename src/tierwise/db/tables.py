@@ -248,7 +248,11 @@ class Activity(Base):
     counter: Mapped[str | None] = mapped_column(String(64))
     reverses_id: Mapped[int | None] = mapped_column(BigInteger)
     effects: Mapped[dict[str, Any]]
-    result: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    """The first answer, for replays (R12); NULL for a usual purchase, whose answer is
+    rebuilt from the row and ``earn_rate`` (revision a5c1e7d3b9f2)."""
+    earn_rate: Mapped[str | None] = mapped_column(String(40))
+    """The earn rate a usual purchase was credited at (with ``result`` NULL)."""
 
 
 class MetricDay(Base):

@@ -268,19 +268,21 @@ class _Batch:
             key = command.idempotency_key
             earlier = stored.get(key)
             if earlier is None and key in first_in_batch:
-                earlier = (self.commands[first_in_batch[key]].request_hash, {})
-            if earlier is None:
+                request_hash = self.commands[first_in_batch[key]].request_hash
+            elif earlier is None:
                 first_in_batch[key] = index
                 fresh.append(index)
                 continue
-            if earlier[0] != command.request_hash:
+            else:
+                request_hash = earlier.request_hash
+            if request_hash != command.request_hash:
                 raise Conflict(
                     f"idempotency key {key!r} was already used with a different body",
                     code="idempotency_key_reused",
                     index=index,
                 )
-            if key in stored:
-                outcomes[index] = Outcome(result=earlier[1], replayed=True)
+            if earlier is not None:
+                outcomes[index] = Outcome(result=_first_answer(earlier), replayed=True)
             # A repeat of a key first seen in this batch answers that first result, which
             # exists only once the batch has run (see _process).
         return fresh
@@ -658,27 +660,16 @@ class _Batch:
         for use, sums in checked:
             quick_sums[id(use)] = (figures.version, day, use, sums)
         work.recorded.append(at)
-        result: dict[str, Any] = {
-            "id": activity_uuid,
-            "type": "purchase",
-            "member_id": work.external_id,
-            "program_id": program.id,
-            "idempotency_key": command.idempotency_key,
-            "occurred_at": _iso(at),
-            # dict(sorted(effects.items())), built in that order
-            "effects": {
-                _ORDERS: 1,
-                _POINTS_BALANCE: points,
-                _POINTS_EARNED: points,
-                _SPEND: amount,
-            }
-            if points
-            else {_ORDERS: 1, _SPEND: amount},
-            "points_earned": points,
-            "earn": [{"amount_minor": amount, "rate": rate_text, "points": points}],
-            "reverses": None,
-            "tier_changes": [],
-        }
+        result = purchase_result(
+            activity_uuid,
+            work.external_id,
+            program.id,
+            command.idempotency_key,
+            at,
+            amount,
+            points,
+            rate_text,
+        )
         self.activity_rows.append(
             (
                 activity_uuid,
@@ -694,7 +685,10 @@ class _Batch:
                 command.counter,
                 None,
                 _json(effects),
-                _json(result),
+                # The answer is rebuilt from the row on a replay (purchase_result); the
+                # row keeps an instant in UTC only, so an answer in another offset stays.
+                None if at.tzinfo is UTC else _json(result),
+                rate_text,
                 self.caller.tenant_id,
                 self.now,
             )
@@ -856,6 +850,7 @@ class _Batch:
                 reverses.id if reverses else None,
                 _json(effects),
                 _json(result),
+                None,
                 self.caller.tenant_id,
                 self.now,
             )
@@ -1279,7 +1274,8 @@ class _Batch:
         rows = [dict(zip(ledger.LEDGER_COLUMNS, row, strict=True)) for row in self.activity_rows]
         for row in rows:
             row["effects"] = orjson.loads(row["effects"])
-            row["result"] = orjson.loads(row["result"])
+            if row["result"] is not None:
+                row["result"] = orjson.loads(row["result"])
         await ledger.add_activities(self.conn, rows)
         days = self._deltas(works)
         totals = self._totals(days)
@@ -1425,3 +1421,57 @@ def _change_json(ladder_key: str, change: TierChange) -> dict[str, Any]:
         "kind": change.kind.value,
         "at": _iso(change.at),
     }
+
+
+def purchase_result(
+    activity_uuid: str,
+    member_external_id: str,
+    program_id: int,
+    idempotency_key: str,
+    occurred_at: datetime,
+    amount: int,
+    points: int,
+    rate: str,
+) -> dict[str, Any]:
+    """The answer to a usual purchase (one earn segment, no level change): what
+    ``_quick_purchase`` answers, and what a replay of one rebuilds from its ledger row."""
+    return {
+        "id": activity_uuid,
+        "type": "purchase",
+        "member_id": member_external_id,
+        "program_id": program_id,
+        "idempotency_key": idempotency_key,
+        "occurred_at": _iso(occurred_at),
+        # dict(sorted(effects.items())), built in that order
+        "effects": {
+            _ORDERS: 1,
+            _POINTS_BALANCE: points,
+            _POINTS_EARNED: points,
+            _SPEND: amount,
+        }
+        if points
+        else {_ORDERS: 1, _SPEND: amount},
+        "points_earned": points,
+        "earn": [{"amount_minor": amount, "rate": rate, "points": points}],
+        "reverses": None,
+        "tier_changes": [],
+    }
+
+
+def _first_answer(stored: ledger.Stored) -> dict[str, Any]:
+    """The answer an activity was first given (R12): stored, or rebuilt for a usual
+    purchase (which stores its earn rate instead)."""
+    if stored.result is not None:
+        return stored.result
+    if stored.earn_rate is None:
+        raise AssertionError(f"activity {stored.uuid} has neither an answer nor an earn rate")
+    return purchase_result(
+        stored.uuid,
+        stored.member_external_id,
+        stored.program_id,
+        stored.idempotency_key,
+        stored.occurred_at,
+        stored.amount_minor or 0,
+        int(stored.effects.get(_POINTS_EARNED, 0)),
+        stored.earn_rate,
+    )

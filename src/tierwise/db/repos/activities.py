@@ -4,23 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos.upsert import BULK_MIN_ROWS, add_to, pg_driver
-from tierwise.db.tables import Activity, Base, MetricDay, MetricTotal
+from tierwise.db.tables import Activity, Base, Member, MetricDay, MetricTotal
+from tierwise.db.types import UTCDateTime
 from tierwise.domain.activity import ActivityType, Recorded
 from tierwise.domain.calendar import start_of_day
 from tierwise.domain.figures import MemberFigures
 
 
+class Stored(NamedTuple):
+    """A stored activity as a repeat of its idempotency key needs it (R12): the request
+    hash, and the first answer, or (``result`` None) what rebuilds it."""
+
+    request_hash: str
+    result: dict[str, Any] | None
+    uuid: str
+    type: str
+    member_external_id: str
+    program_id: int
+    idempotency_key: str
+    occurred_at: datetime
+    amount_minor: int | None
+    effects: dict[str, Any]
+    earn_rate: str | None
+
+
 async def stored_by_keys(
     conn: AsyncConnection, tenant_id: int, keys: Sequence[str]
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """``{idempotency_key: (request_hash, result)}`` for keys already used."""
+) -> dict[str, Stored]:
+    """The stored activities of the keys already used, by key."""
     if not keys:
         return {}
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
@@ -29,24 +47,38 @@ async def stored_by_keys(
         found = await conn.execute(
             _STORED_PG, {"tenant_id": tenant_id, "keys": list(dict.fromkeys(keys))}
         )
-        return {row[0]: (row[1], row[2]) for row in found}
+        return {row[6]: Stored(*row) for row in found}
     rows = await conn.execute(
-        select(Activity.idempotency_key, Activity.request_hash, Activity.result).where(
-            Activity.tenant_id == tenant_id, Activity.idempotency_key.in_(list(keys))
+        select(
+            Activity.request_hash,
+            Activity.result,
+            Activity.uuid,
+            Activity.type,
+            Member.external_id,
+            Activity.program_id,
+            Activity.idempotency_key,
+            Activity.occurred_at,
+            Activity.amount_minor,
+            Activity.effects,
+            Activity.earn_rate,
         )
+        .join(Member, Member.id == Activity.member_id)
+        .where(Activity.tenant_id == tenant_id, Activity.idempotency_key.in_(list(keys)))
     )
-    return {row[0]: (row[1], row[2]) for row in rows}
+    return {row[6]: Stored(*row) for row in rows}
 
 
 _STORED_PG = text(
-    "SELECT a.idempotency_key, a.request_hash, a.result "
+    "SELECT a.request_hash, a.result, a.uuid, a.type, m.external_id, a.program_id, "
+    "a.idempotency_key, a.occurred_at, a.amount_minor, a.effects, a.earn_rate "
     "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
-    "SELECT idempotency_key, request_hash, result FROM activities "
-    "WHERE tenant_id = :tenant_id AND idempotency_key = k.key LIMIT 1) AS a"
-)
+    "SELECT * FROM activities "
+    "WHERE tenant_id = :tenant_id AND idempotency_key = k.key LIMIT 1) AS a "
+    "JOIN members AS m ON m.id = a.member_id"
+).columns(occurred_at=UTCDateTime())
 """One unique-index probe per key, whatever the planner's statistics say (``= ANY`` over
-a large array let a plan without statistics filter every row of the tenant instead)."""
-"""Untyped: the driver decodes the JSON ``result`` itself."""
+a large array let a plan without statistics filter every row of the tenant instead). The
+driver decodes the JSON columns itself."""
 
 
 def _recorded(row: Any) -> Recorded:
@@ -260,6 +292,7 @@ ACTIVITY_COLUMNS = (
     "reverses_id",
     "effects",
     "result",
+    "earn_rate",
 )
 _ACTIVITY_TYPES = (
     "text",
@@ -274,6 +307,7 @@ _ACTIVITY_TYPES = (
     "bigint",
     "text",
     "bigint",
+    "text",
     "text",
     "text",
 )
