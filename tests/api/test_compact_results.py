@@ -90,10 +90,11 @@ def _bodies(program_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def _rows(api: Api, keys: list[str]) -> dict[str, tuple[Any, Any]]:
+def _rows(api: Api, keys: list[str]) -> dict[str, tuple[Any, Any, Any]]:
+    """Per key: the stored answer (None for SQL NULL), earn rate and effects."""
     rt = api.runtime()
 
-    async def read() -> dict[str, tuple[Any, Any]]:
+    async def read() -> dict[str, tuple[Any, Any, Any]]:
         async with rt.engine.connect() as conn:
             found = await conn.execute(
                 select(
@@ -101,13 +102,14 @@ def _rows(api: Api, keys: list[str]) -> dict[str, tuple[Any, Any]]:
                     Activity.result,
                     Activity.result.is_(None),
                     Activity.earn_rate,
+                    Activity.effects,
                 ).where(Activity.idempotency_key.in_(keys))
             )
             # SQL NULL, not JSON null
-            return {row[0]: (None if row[2] else row[1], row[3]) for row in found}
+            return {row[0]: (None if row[2] else row[1], row[3], row[4]) for row in found}
 
     assert api.client.portal is not None
-    rows: dict[str, tuple[Any, Any]] = api.client.portal.call(read)
+    rows: dict[str, tuple[Any, Any, Any]] = api.client.portal.call(read)
     return rows
 
 
@@ -143,14 +145,16 @@ def test_repeats_answer_the_first_answer_for_every_kind_of_activity(api: Api) ->
     # The usual purchases (in order, in the program's currency, lifting nobody) are the
     # compact rows; every other activity keeps its answer.
     rows = _rows(api, [b["idempotency_key"] for b in bodies])
-    compact = {key for key, (result, _) in rows.items() if result is None}
+    compact = {key for key, (result, _, _) in rows.items() if result is None}
     # An instant given in another offset is answered in that offset, which the row
     # does not keep: those answers are stored whole.
     assert compact == {f"cp-{i}" for i in range(12) if i % 5 != 1}
     for i in range(12):
-        assert rows[f"cp-{i}"][1] == firsts[i]["earn"][0]["rate"]
+        _, rate, effects = rows[f"cp-{i}"]
+        assert rate == firsts[i]["earn"][0]["rate"]
+        assert effects == firsts[i]["effects"]  # what a return takes back (R13)
     for key in ("c-up", "c-late", "c-credit", "c-visit", "c-return"):
-        result, rate = rows[key]
+        result, rate, _ = rows[key]
         assert rate is None
         assert result["idempotency_key"] == key
 
