@@ -1,7 +1,7 @@
 """buckets, totals and members leave room for HOT updates (fillfactor 80)
 
 Revision ID: a3c9e5f1d7b2
-Revises: f2a7c3d9e1b6
+Revises: a5c1e7d3b9f2
 Create Date: 2026-11-22 11:40:00
 
 Every batch updates the rows of its members in ``metric_days`` (today's buckets),
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "a3c9e5f1d7b2"
-down_revision: str | None = "f2a7c3d9e1b6"
+down_revision: str | None = "a5c1e7d3b9f2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
