@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
 from tierwise.api.auth import ActivitiesWrite, RuntimeDep
-from tierwise.api.schemas import ActivityBatchIn, ActivityIn, ActivityOut, BatchOut
+from tierwise.api.schemas import (
+    AMOUNT_MAX,
+    BATCH_MAX,
+    CURRENCY_LEN,
+    EARLIEST,
+    KEY_MAX,
+    LATEST,
+    MEMBER_ID_MAX,
+    ActivityBatchIn,
+    ActivityIn,
+    ActivityOut,
+    BatchOut,
+    purchase_hash,
+)
+from tierwise.domain.activity import ActivityType
 from tierwise.services import activities as service
 from tierwise.services.group_commit import GroupCommit
 from tierwise.services.runtime import Caller, Runtime
@@ -34,12 +52,100 @@ def command(body: ActivityIn) -> service.ActivityCommand:
     )
 
 
+def batch_commands(data: Any) -> list[service.ActivityCommand]:
+    """The commands of a batch body (as ``orjson.loads`` gives it): exactly those of
+    ``[command(a) for a in ActivityBatchIn.model_validate(data).activities]``, and the same
+    ``ValidationError`` when ``ActivityBatchIn`` refuses the body.
+
+    The usual purchase (the six fields ``type``, ``member_id``, ``idempotency_key``,
+    ``occurred_at``, ``amount_minor``, ``currency``, of the plain JSON types, inside the
+    limits, without NUL, the instant written as pydantic writes it back: RFC 3339 at ``Z``)
+    is checked and hashed here directly, five times cheaper than through the model; every
+    other item is validated by ``ActivityIn``."""
+    if type(data) is not dict or len(data) != 1:
+        return _validated_commands(data)
+    items = data.get("activities")
+    if type(items) is not list or not 1 <= len(items) <= BATCH_MAX:
+        return _validated_commands(data)
+    commands: list[service.ActivityCommand] = []
+    append = commands.append
+    new = service.ActivityCommand
+    parse = datetime.fromisoformat
+    dumps = orjson.dumps
+    for item in items:
+        if type(item) is dict and len(item) == 6:
+            try:
+                kind = item["type"]
+                member_id = item["member_id"]
+                key = item["idempotency_key"]
+                given = item["occurred_at"]
+                amount = item["amount_minor"]
+                currency = item["currency"]
+            except KeyError:
+                pass
+            else:
+                if (
+                    kind == "purchase"
+                    and type(member_id) is str
+                    and 0 < len(member_id) <= MEMBER_ID_MAX
+                    and type(key) is str
+                    and 0 < len(key) <= KEY_MAX
+                    and type(amount) is int
+                    and 0 < amount <= AMOUNT_MAX
+                    and type(currency) is str
+                    and len(currency) == CURRENCY_LEN
+                    and "\x00" not in member_id
+                    and "\x00" not in key
+                    and "\x00" not in currency
+                    and type(given) is str
+                ):
+                    # Written back exactly as given: an RFC 3339 text that pydantic reads
+                    # as the same instant (at offset zero, so in ``datetime.UTC``).
+                    try:
+                        at = parse(given)
+                    except ValueError:
+                        at = None
+                    if at is not None and at.tzinfo is UTC and EARLIEST <= at < LATEST:
+                        stamp = dumps(at, option=_Z).decode()
+                        if stamp[1:-1] == given:
+                            # ActivityCommand's fields in order (a test compares them).
+                            append(
+                                new(
+                                    _PURCHASE,
+                                    member_id,
+                                    key,
+                                    at,
+                                    purchase_hash(amount, currency, key, member_id, stamp),
+                                    None,
+                                    amount,
+                                    currency,
+                                )
+                            )
+                            continue
+        try:
+            activity = ActivityIn.model_validate(item)
+        except ValidationError:
+            return _validated_commands(data)  # raises the batch's error, located
+        append(command(activity))
+    return commands
+
+
+def _validated_commands(data: Any) -> list[service.ActivityCommand]:
+    return [command(a) for a in ActivityBatchIn.model_validate(data).activities]
+
+
+_PURCHASE = ActivityType.PURCHASE
+_Z = orjson.OPT_UTC_Z
+
+
 def activity_out(outcome: service.Outcome) -> ActivityOut:
     return ActivityOut.model_validate({**outcome.result, "replayed": outcome.replayed})
 
 
 _OUT_FIELDS = tuple(name for name in ActivityOut.model_fields if name != "replayed")
 _EARN_FIELDS = ("amount_minor", "rate", "points")
+_BATCH_SHAPE = {(*_OUT_FIELDS, "replayed")}
+_EARN = itemgetter("earn")
 
 
 def _out(outcome: service.Outcome) -> dict[str, Any] | None:
@@ -96,8 +202,11 @@ async def record_activity(
 def batch_answer(outcomes: list[service.Outcome]) -> bytes:
     """The HTTP answer (200) to a recorded batch: counts and every activity's result."""
     duplicates = sum(1 for o in outcomes if o.replayed)
-    results = [_out(o) for o in outcomes]
-    if all(r is not None for r in results):
+    # ``_out`` of each, with the shapes checked over the whole list at once (C loops).
+    results = [{**o.result, "replayed": o.replayed} for o in outcomes]
+    if set(map(tuple, results)) == _BATCH_SHAPE and set(
+        map(tuple, chain.from_iterable(map(_EARN, results)))
+    ) <= {_EARN_FIELDS}:
         return orjson.dumps(
             {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results},
             option=orjson.OPT_NON_STR_KEYS,
@@ -113,9 +222,13 @@ def batch_answer(outcomes: list[service.Outcome]) -> bytes:
     )
 
 
-async def record_many(rt: Runtime, caller: Caller, body: ActivityBatchIn) -> list[service.Outcome]:
-    """Record a batch: one transaction, all stored or none."""
-    return await service.record(rt, caller, [command(a) for a in body.activities])
+async def record_many(
+    rt: Runtime, caller: Caller, body: ActivityBatchIn | list[service.ActivityCommand]
+) -> list[service.Outcome]:
+    """Record a batch (the validated body, or its ``batch_commands``): one transaction,
+    all stored or none."""
+    commands = body if isinstance(body, list) else [command(a) for a in body.activities]
+    return await service.record(rt, caller, commands)
 
 
 @router.post("/batch", response_model=BatchOut)
