@@ -27,7 +27,7 @@ from tierwise.api.routes.activities import (
     batch_commands,
     command,
 )
-from tierwise.api.schemas import ActivityBatchIn, ActivityIn, BatchOut
+from tierwise.api.schemas import EARLIEST, LATEST, ActivityBatchIn, ActivityIn, BatchOut
 from tierwise.domain.metrics import BuiltinMetric
 from tierwise.services.activities import ActivityCommand, Outcome
 
@@ -336,3 +336,20 @@ def test_usual_purchases_are_not_validated_by_the_model(monkeypatch: pytest.Monk
     assert batch_commands(usual) == want
     with pytest.raises(AssertionError, match="validated by the model"):
         batch_commands({"activities": [_purchase(program_id=7)]})
+
+
+def test_instants_out_of_range_are_refused_whatever_the_range() -> None:
+    """The quick purchases' pattern names the years of R27; an instant just outside
+    ``EARLIEST``/``LATEST`` is refused (as the model refuses it), even written as pydantic
+    writes instants back."""
+    for at in (EARLIEST - timedelta(microseconds=1), LATEST, EARLIEST - timedelta(days=400)):
+        stamp = orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
+        data = {"activities": [_purchase(occurred_at=stamp)]}
+        with pytest.raises(ValidationError) as want:
+            ActivityBatchIn.model_validate(data)
+        with pytest.raises(ValidationError) as got:
+            batch_commands(data)
+        assert _errors(got.value) == _errors(want.value)
+    for at in (EARLIEST, LATEST - timedelta(microseconds=1)):
+        stamp = orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
+        _same({"activities": [_purchase(occurred_at=stamp)]})

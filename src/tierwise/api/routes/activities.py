@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import datetime
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -16,9 +17,7 @@ from tierwise.api.schemas import (
     AMOUNT_MAX,
     BATCH_MAX,
     CURRENCY_LEN,
-    EARLIEST,
     KEY_MAX,
-    LATEST,
     MEMBER_ID_MAX,
     ActivityBatchIn,
     ActivityIn,
@@ -71,7 +70,7 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
     append = commands.append
     new = service.ActivityCommand
     parse = datetime.fromisoformat
-    dumps = orjson.dumps
+    canonical = _CANONICAL
     for item in items:
         if type(item) is dict and len(item) == 6:
             try:
@@ -98,30 +97,27 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
                     and "\x00" not in key
                     and "\x00" not in currency
                     and type(given) is str
+                    and canonical(given) is not None
                 ):
-                    # Written back exactly as given: an RFC 3339 text that pydantic reads
-                    # as the same instant (at offset zero, so in ``datetime.UTC``).
                     try:
-                        at = parse(given)
-                    except ValueError:
-                        at = None
-                    if at is not None and at.tzinfo is UTC and EARLIEST <= at < LATEST:
-                        stamp = dumps(at, option=_Z).decode()
-                        if stamp[1:-1] == given:
-                            # ActivityCommand's fields in order (a test compares them).
-                            append(
-                                new(
-                                    _PURCHASE,
-                                    member_id,
-                                    key,
-                                    at,
-                                    purchase_hash(amount, currency, key, member_id, stamp),
-                                    None,
-                                    amount,
-                                    currency,
-                                )
+                        at = parse(given)  # in ``datetime.UTC``, as ``ActivityInstant``
+                    except ValueError:  # not a date of the calendar (2025-02-30)
+                        pass
+                    else:
+                        # ActivityCommand's fields in order (a test compares them).
+                        append(
+                            new(
+                                _PURCHASE,
+                                member_id,
+                                key,
+                                at,
+                                purchase_hash(amount, currency, key, member_id, f'"{given}"'),
+                                None,
+                                amount,
+                                currency,
                             )
-                            continue
+                        )
+                        continue
         try:
             activity = ActivityIn.model_validate(item)
         except ValidationError:
@@ -135,7 +131,14 @@ def _validated_commands(data: Any) -> list[service.ActivityCommand]:
 
 
 _PURCHASE = ActivityType.PURCHASE
-_Z = orjson.OPT_UTC_Z
+_CANONICAL = re.compile(
+    r"(?:19|2[0-9])[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.(?!000000)[0-9]{6})?Z"
+).fullmatch
+"""An instant of 1900-2999 (R27) written as pydantic writes it back (and so as the request
+hash writes it, ``orjson.dumps(at, option=orjson.OPT_UTC_Z)``): RFC 3339 at ``Z``, with
+microseconds unless they are zero. Such a text of a real date is read alike by
+``datetime.fromisoformat`` and by pydantic (as the same instant, at offset zero)."""
 
 
 def activity_out(outcome: service.Outcome) -> ActivityOut:
