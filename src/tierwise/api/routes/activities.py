@@ -59,8 +59,10 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
     The usual purchase (the six fields ``type``, ``member_id``, ``idempotency_key``,
     ``occurred_at``, ``amount_minor``, ``currency``, of the plain JSON types, inside the
     limits, without NUL, the instant written as pydantic writes it back: RFC 3339 at ``Z``)
-    is checked and hashed here directly, five times cheaper than through the model; every
-    other item is validated by ``ActivityIn``."""
+    is checked, hashed and made a command here directly, for a third of what the model and
+    ``command`` cost (2.9 against 8.7 us); every other item is validated by ``ActivityIn``.
+    Anything else about the body (its shape, a refused item) is left to ``ActivityBatchIn``.
+    """
     if type(data) is not dict or len(data) != 1:
         return _validated_commands(data)
     items = data.get("activities")
