@@ -5,11 +5,11 @@ Routing, dependency solving and FastAPI's request and response objects cost abou
 CPU as recording a single activity itself; for a batch, FastAPI's JSON parser alone costs
 three times ``orjson``'s. This path does only what the routes do for a request that is
 certain to succeed up to the service call: a JSON body that ``ActivityIn`` (or
-``ActivityBatchIn``) accepts, sent with a bearer or ``X-API-Key`` secret of a valid key
-that holds ``activities:write`` (verified as the route verifies it, from the same cache).
-It then records the activities and answers with the routes' own functions
-(``routes.activities``: ``record_one`` through the group commit and ``answer``;
-``record_many`` and ``batch_answer``).
+``ActivityBatchIn``, as ``batch_commands`` checks it) accepts, sent with a bearer or
+``X-API-Key`` secret of a valid key that holds ``activities:write`` (verified as the route
+verifies it, from the same cache). It then records the activities and answers with the
+routes' own functions (``routes.activities``: ``record_one`` through the group commit and
+``answer``; ``batch_commands``, ``record_many`` and ``batch_answer``).
 
 Anything else goes on to the router, with the body it has read handed on unchanged: other
 credential styles, an unknown key or a missing scope, another content type, a body the
@@ -29,11 +29,12 @@ from tierwise.api.auth import secret_in
 from tierwise.api.routes.activities import (
     answer,
     batch_answer,
+    batch_commands,
     groups_of,
     record_many,
     record_one,
 )
-from tierwise.api.schemas import ActivityBatchIn, ActivityIn
+from tierwise.api.schemas import ActivityIn
 from tierwise.services.runtime import Runtime
 from tierwise.services.tenants import KeyVerifier
 from tierwise.services.tenants import Scope as KeyScope
@@ -87,7 +88,7 @@ class FastActivity:
         try:
             data = orjson.loads(body)
             activity = ActivityIn.model_validate(data) if one else None
-            batch = None if one else ActivityBatchIn.model_validate(data)
+            batch = None if one else batch_commands(data)
         except (orjson.JSONDecodeError, ValidationError):
             return False
         headers: dict[str, str] = {}

@@ -140,6 +140,14 @@ _ZERO = timedelta(0)
 ActivityInstant = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
 """``Instant`` for activities (R27), at offset zero in ``datetime.UTC``."""
 
+MEMBER_ID_MAX = 128
+KEY_MAX = 200
+AMOUNT_MAX = 10**15
+CURRENCY_LEN = 3
+BATCH_MAX = 1000
+"""Limits of ``ActivityIn`` and ``ActivityBatchIn`` (also read by the batch's quick
+purchases, ``routes.activities.batch_commands``)."""
+
 _ACTIVITY_OPTIONAL = (
     "amount_minor",
     "currency",
@@ -176,14 +184,16 @@ class ActivityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: ActivityType
-    member_id: str = Field(min_length=1, max_length=128, description="Your id for the member")
-    idempotency_key: str = Field(min_length=1, max_length=200)
+    member_id: str = Field(
+        min_length=1, max_length=MEMBER_ID_MAX, description="Your id for the member"
+    )
+    idempotency_key: str = Field(min_length=1, max_length=KEY_MAX)
     occurred_at: ActivityInstant
     program_id: int | None = Field(
         default=None, ge=1, le=2**62, description="Default program when omitted"
     )
-    amount_minor: int | None = Field(default=None, ge=0, le=10**15)
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    amount_minor: int | None = Field(default=None, ge=0, le=AMOUNT_MAX)
+    currency: str | None = Field(default=None, min_length=CURRENCY_LEN, max_length=CURRENCY_LEN)
     points: int | None = Field(default=None, gt=0, le=10**12)
     counter: str | None = Field(default=None, max_length=63)
     quantity: int | None = Field(default=None, gt=0, le=10**9)
@@ -267,13 +277,9 @@ class ActivityIn(BaseModel):
             and self.reverses_key is None
         ):
             # The usual purchase, in one piece (the same text as below).
-            body = (
-                f'{{"amount_minor": {self.amount_minor}, "currency": {text(self.currency)}, '
-                f'"idempotency_key": {text(self.idempotency_key)}, '
-                f'"member_id": {text(self.member_id)}, "occurred_at": {stamp}, '
-                '"type": "purchase"}'
+            return purchase_hash(
+                self.amount_minor, self.currency, self.idempotency_key, self.member_id, stamp
             )
-            return hashlib.sha256(body.encode()).hexdigest()
         parts: list[str] = []
         if self.amount_minor is not None:
             parts.append(f'"amount_minor": {self.amount_minor}')
@@ -303,6 +309,23 @@ class ActivityIn(BaseModel):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def purchase_hash(
+    amount_minor: int, currency: str, idempotency_key: str, member_id: str, stamp: str
+) -> str:
+    """``ActivityIn.request_hash`` of the usual purchase: these five fields and nothing
+    else (no program, points, counter, quantity or reverses). ``stamp`` is the instant as
+    ``orjson.dumps(occurred_at, option=orjson.OPT_UTC_Z)`` writes it (quotes included), for
+    an instant in ``datetime.UTC``."""
+    text = encode_basestring_ascii
+    body = (
+        f'{{"amount_minor": {amount_minor}, "currency": {text(currency)}, '
+        f'"idempotency_key": {text(idempotency_key)}, '
+        f'"member_id": {text(member_id)}, "occurred_at": {stamp}, '
+        '"type": "purchase"}'
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 class _CheckedActivityIn(ActivityIn):
     """``ActivityIn`` with ``Strict``'s NUL check on every field (for the rare body that
     has a NUL, so that it is refused with exactly ``Strict``'s errors)."""
@@ -319,7 +342,7 @@ class _CheckedActivityIn(ActivityIn):
 
 
 class ActivityBatchIn(Strict):
-    activities: list[ActivityIn] = Field(min_length=1, max_length=1000)
+    activities: list[ActivityIn] = Field(min_length=1, max_length=BATCH_MAX)
 
 
 class EarnPartOut(BaseModel):

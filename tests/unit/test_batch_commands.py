@@ -1,0 +1,355 @@
+"""The batch's quick purchases (``routes.activities.batch_commands``) and its one-pass
+answer (``batch_answer``) give exactly what the models give.
+
+``batch_commands`` checks and hashes the usual purchase without ``ActivityIn``; for every
+body it must build the same ``ActivityCommand`` list as ``ActivityBatchIn`` + ``command``
+(same fields, same request hash: a repeat is compared by it, R12), and refuse every body
+that ``ActivityBatchIn`` refuses with the same errors. ``batch_answer`` must write the
+bytes ``BatchOut`` writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tierwise.api.routes.activities import (
+    activity_out,
+    batch_answer,
+    batch_commands,
+    command,
+)
+from tierwise.api.schemas import EARLIEST, LATEST, ActivityBatchIn, ActivityIn, BatchOut
+from tierwise.domain.metrics import BuiltinMetric
+from tierwise.services.activities import ActivityCommand, Outcome
+
+
+def _purchase(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "purchase",
+        "member_id": "m0001",
+        "idempotency_key": "k-1",
+        "occurred_at": "2025-01-10T12:00:00.123456Z",
+        "amount_minor": 1250,
+        "currency": "USD",
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def _reference(data: Any) -> list[ActivityCommand]:
+    return [command(a) for a in ActivityBatchIn.model_validate(data).activities]
+
+
+def _dumped_hash(raw: dict[str, Any]) -> str:
+    body = ActivityIn.model_validate(raw).model_dump(mode="json", exclude_none=True)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _errors(error: ValidationError) -> list[Any]:
+    return error.errors(include_context=False)  # (the context holds exception objects)
+
+
+def _same(data: Any) -> list[ActivityCommand]:
+    """``batch_commands`` agrees with the models on ``data`` (parsed as the fast path
+    parses it), and returns its commands."""
+    data = orjson.loads(orjson.dumps(data))
+    got = batch_commands(data)
+    want = _reference(data)
+    assert got == want
+    for made, expected in zip(got, want, strict=True):
+        # Same objects where it matters downstream: the zone object and the enum member.
+        assert (made.occurred_at.tzinfo is UTC) == (expected.occurred_at.tzinfo is UTC)
+        assert made.occurred_at.utcoffset() == expected.occurred_at.utcoffset()
+        assert made.type is expected.type
+        assert type(made.amount_minor) is type(expected.amount_minor)
+    return got
+
+
+ACCEPTED: list[dict[str, Any]] = [
+    _purchase(),
+    _purchase(occurred_at="2025-01-10T12:00:00Z"),
+    # Not written back as given: the models' path (same command, same hash).
+    _purchase(occurred_at="2025-01-10T12:00:00.000000Z"),
+    _purchase(occurred_at="2025-01-10T12:00:00.5Z"),
+    _purchase(occurred_at="2025-01-10T12:00:00.123456+00:00"),
+    _purchase(occurred_at="2025-01-10T12:00:00-00:00"),
+    _purchase(occurred_at="2025-01-10T13:00:00+01:00"),
+    _purchase(occurred_at="2025-01-10 12:00:00Z"),
+    _purchase(occurred_at="2025-01-10t12:00:00z"),
+    _purchase(occurred_at="1900-01-01T00:00:00Z"),
+    _purchase(occurred_at="2999-12-31T23:59:59.999999Z"),
+    _purchase(occurred_at=1736510400),
+    _purchase(amount_minor=1),
+    _purchase(amount_minor=10**15),
+    _purchase(amount_minor=12.0),
+    _purchase(amount_minor="12"),
+    _purchase(member_id="x" * 128, idempotency_key="y" * 200),
+    _purchase(member_id='quote " and \\ backslash', idempotency_key="ünïcödé ✓ \U0001f600"),
+    _purchase(member_id="tab\tnew\nline\x7f", currency="€€€"),
+    _purchase(currency=_DROP),
+    _purchase(currency=None),
+    _purchase(amount_minor=True),  # (pydantic's lax mode: 1)
+    _purchase(program_id=7),
+    _purchase(type="visit", amount_minor=_DROP, currency=_DROP),
+    _purchase(type="points_credit", points=5, amount_minor=_DROP, currency=_DROP),
+    _purchase(type="return", reverses_key="k-0", amount_minor=5, currency=_DROP),
+    _purchase(type="counter", counter="steps", quantity=3, amount_minor=_DROP, currency=_DROP),
+]
+
+REFUSED: list[dict[str, Any]] = [
+    _purchase(type="purchases"),
+    _purchase(type=None),
+    _purchase(member_id=""),
+    _purchase(member_id="x" * 129),
+    _purchase(member_id=5),
+    _purchase(member_id="a\x00b"),
+    _purchase(idempotency_key=""),
+    _purchase(idempotency_key="y" * 201),
+    _purchase(idempotency_key="k\x00"),
+    _purchase(amount_minor=0),
+    _purchase(amount_minor=-1),
+    _purchase(amount_minor=10**15 + 1),
+    _purchase(amount_minor=1.5),
+    _purchase(amount_minor=None),
+    _purchase(amount_minor=_DROP),
+    _purchase(currency="US"),
+    _purchase(currency="USDX"),
+    _purchase(currency="US\x00"),
+    _purchase(occurred_at="2025-01-10T12:00:00"),  # no offset
+    _purchase(occurred_at="1899-12-31T23:59:59.999999Z"),
+    _purchase(occurred_at="3000-01-01T00:00:00Z"),
+    _purchase(occurred_at="2025-02-30T12:00:00Z"),
+    _purchase(occurred_at="2025-01-10T12:00:60Z"),
+    _purchase(occurred_at="2025-01-10T12:00:00.123456Z\x00"),
+    _purchase(occurred_at="not a time"),
+    _purchase(occurred_at=None),
+    _purchase(extra="field"),
+    _purchase(points=5),
+    _purchase(quantity=2),
+    _purchase(currency=_DROP, points=5),
+    _purchase(program_id=0),
+]
+
+
+@pytest.mark.parametrize("item", ACCEPTED, ids=range(len(ACCEPTED)))
+def test_accepted_items_make_the_models_commands(item: dict[str, Any]) -> None:
+    _same({"activities": [item]})
+    # Among usual purchases, in place.
+    _same({"activities": [_purchase(idempotency_key="a"), item, _purchase(idempotency_key="b")]})
+
+
+def test_the_usual_purchase_is_hashed_as_the_dumped_body() -> None:
+    [made] = _same({"activities": [_purchase()]})
+    assert made.request_hash == _dumped_hash(_purchase())
+    assert made.occurred_at == datetime(2025, 1, 10, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("item", REFUSED, ids=range(len(REFUSED)))
+def test_refused_items_raise_the_models_errors(item: dict[str, Any]) -> None:
+    data = orjson.loads(orjson.dumps({"activities": [_purchase(idempotency_key="a"), item]}))
+    with pytest.raises(ValidationError) as want:
+        ActivityBatchIn.model_validate(data)
+    with pytest.raises(ValidationError) as got:
+        batch_commands(data)
+    assert _errors(got.value) == _errors(want.value)
+    assert got.value.errors()[0]["loc"][:2] == ("activities", 1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        [_purchase()],
+        {},
+        {"activities": []},
+        {"activities": [_purchase()] * 1001},
+        {"activities": _purchase()},
+        {"activities": [_purchase()], "more": 1},
+        {"activities": [[1, 2]]},
+        {"activities": ["purchase"]},
+        {"other": [_purchase()]},
+    ],
+    ids=range(11),
+)
+def test_refused_bodies_raise_the_models_errors(data: Any) -> None:
+    with pytest.raises(ValidationError) as want:
+        ActivityBatchIn.model_validate(data)
+    with pytest.raises(ValidationError) as got:
+        batch_commands(data)
+    assert _errors(got.value) == _errors(want.value)
+
+
+def test_a_full_batch_of_usual_purchases() -> None:
+    start = datetime(2025, 1, 10, tzinfo=UTC)
+    items = [
+        _purchase(
+            member_id=f"m{i % 250:04d}",
+            idempotency_key=f"k-{i}",
+            occurred_at=(start + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z"),
+            amount_minor=1 + i,
+        )
+        for i in range(1000)
+    ]
+    made = _same({"activities": items})
+    assert len({c.request_hash for c in made}) == 1000
+
+
+_TEXT = st.text(min_size=1, max_size=12)
+
+
+@st.composite
+def _usual_purchases(draw: st.DrawFn) -> dict[str, Any]:
+    at = draw(
+        st.datetimes(
+            min_value=datetime(1899, 12, 31),
+            max_value=datetime(3000, 1, 1, 0, 0, 1),
+            timezones=st.sampled_from([UTC]),
+        )
+    )
+    style = draw(st.sampled_from(["orjson", "isoformat", "millis"]))
+    if style == "orjson":
+        stamp = orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
+    elif style == "isoformat":
+        stamp = at.isoformat()
+    else:
+        stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _purchase(
+        member_id=draw(_TEXT),
+        idempotency_key=draw(_TEXT),
+        occurred_at=stamp,
+        amount_minor=draw(st.integers(-1, 10**15 + 1)),
+        currency=draw(st.text(min_size=2, max_size=4)),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(_usual_purchases())
+def test_purchases_make_the_models_commands_or_errors(item: dict[str, Any]) -> None:
+    """R12: the hash a repeat is compared by does not depend on the path that made it."""
+    data = orjson.loads(orjson.dumps({"activities": [item]}))
+    refused: ValidationError | None = None
+    try:
+        want = _reference(data)
+    except ValidationError as error:
+        refused = error
+    if refused is not None:
+        with pytest.raises(ValidationError) as got:
+            batch_commands(data)
+        assert _errors(got.value) == _errors(refused)
+    else:
+        assert batch_commands(data) == want
+        assert want[0].request_hash == _dumped_hash(data["activities"][0])
+
+
+# -- the answer ------------------------------------------------------------------------
+
+
+def _result(n: int, **changes: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "id": f"01a202d0-bdeb-7495-85a9-{n:012d}",
+        "type": "purchase",
+        "member_id": "m0000",
+        "program_id": 1,
+        "idempotency_key": f"k-{n}",
+        "occurred_at": "2026-11-22T10:33:04.367769Z",
+        "effects": {
+            BuiltinMetric.ORDERS: 1,
+            BuiltinMetric.POINTS_BALANCE: 179,
+            BuiltinMetric.POINTS_EARNED: 179,
+            BuiltinMetric.SPEND: 11965,
+        },
+        "points_earned": 179,
+        "earn": [{"amount_minor": 11965, "rate": "1.5", "points": 179}],
+        "reverses": None,
+        "tier_changes": [{"ladder": "main", "from": None, "to": "gold", "kind": "upgrade"}],
+    }
+    result.update(changes)
+    return result
+
+
+def _model_answer(outcomes: list[Outcome]) -> bytes:
+    duplicates = sum(1 for o in outcomes if o.replayed)
+    return (
+        BatchOut(
+            accepted=len(outcomes) - duplicates,
+            duplicates=duplicates,
+            results=[activity_out(o) for o in outcomes],
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _reordered(result: dict[str, Any]) -> dict[str, Any]:
+    return dict(sorted(result.items()))  # as a JSONB document comes back
+
+
+@pytest.mark.parametrize(
+    "outcomes",
+    [
+        [Outcome(_result(1), False)],
+        [Outcome(_result(1), False), Outcome(_result(2), True), Outcome(_result(1), True)],
+        [Outcome(_result(1, earn=[]), False), Outcome(_result(2, tier_changes=[]), True)],
+        [Outcome(_result(1), False), Outcome(_reordered(_result(2)), True)],
+        [
+            Outcome(_result(1), False),
+            Outcome(_result(2, earn=[{"points": 1, "rate": "1", "amount_minor": 1}]), True),
+        ],
+        [
+            Outcome(_result(1), False),
+            Outcome(_result(2, earn=[{"amount_minor": 1, "rate": "1", "points": 1}] * 2), True),
+        ],
+        [Outcome(_result(1, reverses="01a202d0", effects={"spend": -5}), False)],
+    ],
+    ids=range(7),
+)
+def test_the_batch_answer_is_the_models_answer(outcomes: list[Outcome]) -> None:
+    assert batch_answer(outcomes) == _model_answer(outcomes)
+
+
+def test_usual_purchases_are_not_validated_by_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick purchases are taken for the usual bodies (the point of them); others
+    still go through ``ActivityIn``."""
+    import tierwise.api.routes.activities as routes
+
+    class Refuse:
+        @staticmethod
+        def model_validate(data: Any) -> Any:
+            raise AssertionError("validated by the model")
+
+    usual = orjson.loads(orjson.dumps({"activities": [_purchase(), _purchase(amount_minor=5)]}))
+    want = _reference(usual)
+    monkeypatch.setattr(routes, "ActivityIn", Refuse)
+    assert batch_commands(usual) == want
+    with pytest.raises(AssertionError, match="validated by the model"):
+        batch_commands({"activities": [_purchase(program_id=7)]})
+
+
+def test_instants_out_of_range_are_refused_whatever_the_range() -> None:
+    """The quick purchases' pattern names the years of R27; an instant just outside
+    ``EARLIEST``/``LATEST`` is refused (as the model refuses it), even written as pydantic
+    writes instants back."""
+    for at in (EARLIEST - timedelta(microseconds=1), LATEST, EARLIEST - timedelta(days=400)):
+        stamp = orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
+        data = {"activities": [_purchase(occurred_at=stamp)]}
+        with pytest.raises(ValidationError) as want:
+            ActivityBatchIn.model_validate(data)
+        with pytest.raises(ValidationError) as got:
+            batch_commands(data)
+        assert _errors(got.value) == _errors(want.value)
+    for at in (EARLIEST, LATEST - timedelta(microseconds=1)):
+        stamp = orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
+        _same({"activities": [_purchase(occurred_at=stamp)]})
