@@ -102,6 +102,10 @@ ACCEPTED: list[dict[str, Any]] = [
     _purchase(currency=None),
     _purchase(amount_minor=True),  # (pydantic's lax mode: 1)
     _purchase(program_id=7),
+    _purchase(program_id=2**62, currency=_DROP),
+    _purchase(program_id=True),  # (pydantic's lax mode: 1)
+    _purchase(program_id=7.0),
+    _purchase(program_id="7"),  # (lax mode: 7)
     _purchase(type="visit", amount_minor=_DROP, currency=_DROP),
     _purchase(type="points_credit", points=5, amount_minor=_DROP, currency=_DROP),
     _purchase(type="return", reverses_key="k-0", amount_minor=5, currency=_DROP),
@@ -140,6 +144,9 @@ REFUSED: list[dict[str, Any]] = [
     _purchase(quantity=2),
     _purchase(currency=_DROP, points=5),
     _purchase(program_id=0),
+    _purchase(program_id=2**62 + 1),
+    _purchase(program_id=-3, currency=_DROP),
+    _purchase(program_id=None, currency=_DROP, extra=1),
 ]
 
 
@@ -330,12 +337,29 @@ def test_usual_purchases_are_not_validated_by_the_model(monkeypatch: pytest.Monk
         def model_validate(data: Any) -> Any:
             raise AssertionError("validated by the model")
 
-    usual = orjson.loads(orjson.dumps({"activities": [_purchase(), _purchase(amount_minor=5)]}))
+    usual = orjson.loads(
+        orjson.dumps(
+            {
+                "activities": [
+                    _purchase(),
+                    _purchase(amount_minor=5),
+                    _purchase(program_id=7),
+                    _purchase(currency=_DROP),
+                    _purchase(currency=_DROP, program_id=2**62),
+                ]
+            }
+        )
+    )
     want = _reference(usual)
     monkeypatch.setattr(routes, "ActivityIn", Refuse)
     assert batch_commands(usual) == want
-    with pytest.raises(AssertionError, match="validated by the model"):
-        batch_commands({"activities": [_purchase(program_id=7)]})
+    for other in (
+        _purchase(currency=None),
+        _purchase(program_id=True),
+        _purchase(type="visit", amount_minor=_DROP, currency=_DROP),
+    ):
+        with pytest.raises(AssertionError, match="validated by the model"):
+            batch_commands({"activities": [other]})
 
 
 def test_instants_out_of_range_are_refused_whatever_the_range() -> None:

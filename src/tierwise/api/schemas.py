@@ -145,6 +145,7 @@ KEY_MAX = 200
 AMOUNT_MAX = 10**15
 CURRENCY_LEN = 3
 BATCH_MAX = 1000
+PROGRAM_ID_MAX = 2**62
 """Limits of ``ActivityIn`` and ``ActivityBatchIn`` (also read by the batch's quick
 purchases, ``routes.activities.batch_commands``)."""
 
@@ -190,7 +191,7 @@ class ActivityIn(BaseModel):
     idempotency_key: str = Field(min_length=1, max_length=KEY_MAX)
     occurred_at: ActivityInstant
     program_id: int | None = Field(
-        default=None, ge=1, le=2**62, description="Default program when omitted"
+        default=None, ge=1, le=PROGRAM_ID_MAX, description="Default program when omitted"
     )
     amount_minor: int | None = Field(default=None, ge=0, le=AMOUNT_MAX)
     currency: str | None = Field(default=None, min_length=CURRENCY_LEN, max_length=CURRENCY_LEN)
@@ -268,8 +269,6 @@ class ActivityIn(BaseModel):
         if (
             self.type is ActivityType.PURCHASE
             and self.amount_minor is not None
-            and self.currency is not None
-            and self.program_id is None
             and self.points is None
             and self.counter is None
             and self.quantity is None
@@ -278,7 +277,12 @@ class ActivityIn(BaseModel):
         ):
             # The usual purchase, in one piece (the same text as below).
             return purchase_hash(
-                self.amount_minor, self.currency, self.idempotency_key, self.member_id, stamp
+                self.amount_minor,
+                self.currency,
+                self.idempotency_key,
+                self.member_id,
+                stamp,
+                self.program_id,
             )
         parts: list[str] = []
         if self.amount_minor is not None:
@@ -310,17 +314,25 @@ class ActivityIn(BaseModel):
 
 
 def purchase_hash(
-    amount_minor: int, currency: str, idempotency_key: str, member_id: str, stamp: str
+    amount_minor: int,
+    currency: str | None,
+    idempotency_key: str,
+    member_id: str,
+    stamp: str,
+    program_id: int | None = None,
 ) -> str:
-    """``ActivityIn.request_hash`` of the usual purchase: these five fields and nothing
-    else (no program, points, counter, quantity or reverses). ``stamp`` is the instant as
-    ``orjson.dumps(occurred_at, option=orjson.OPT_UTC_Z)`` writes it (quotes included), for
-    an instant in ``datetime.UTC``."""
+    """``ActivityIn.request_hash`` of the usual purchase: these fields (``currency`` and
+    ``program_id`` when given) and nothing else (no points, counter, quantity or
+    reverses). ``stamp`` is the instant as ``orjson.dumps(occurred_at,
+    option=orjson.OPT_UTC_Z)`` writes it (quotes included), for an instant in
+    ``datetime.UTC``."""
     text = encode_basestring_ascii
+    currency_part = "" if currency is None else f'"currency": {text(currency)}, '
+    program_part = "" if program_id is None else f'"program_id": {program_id}, '
     body = (
-        f'{{"amount_minor": {amount_minor}, "currency": {text(currency)}, '
+        f'{{"amount_minor": {amount_minor}, {currency_part}'
         f'"idempotency_key": {text(idempotency_key)}, '
-        f'"member_id": {text(member_id)}, "occurred_at": {stamp}, '
+        f'"member_id": {text(member_id)}, "occurred_at": {stamp}, {program_part}'
         '"type": "purchase"}'
     )
     return hashlib.sha256(body.encode()).hexdigest()

@@ -19,6 +19,7 @@ from tierwise.api.schemas import (
     CURRENCY_LEN,
     KEY_MAX,
     MEMBER_ID_MAX,
+    PROGRAM_ID_MAX,
     ActivityBatchIn,
     ActivityIn,
     ActivityOut,
@@ -56,8 +57,9 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
     ``[command(a) for a in ActivityBatchIn.model_validate(data).activities]``, and the same
     ``ValidationError`` when ``ActivityBatchIn`` refuses the body.
 
-    The usual purchase (the six fields ``type``, ``member_id``, ``idempotency_key``,
-    ``occurred_at``, ``amount_minor``, ``currency``, of the plain JSON types, inside the
+    The usual purchase (the five fields ``type``, ``member_id``, ``idempotency_key``,
+    ``occurred_at``, ``amount_minor``, and ``currency`` or ``program_id`` or both when
+    given, of the plain JSON types, inside the
     limits, without NUL, the instant written as pydantic writes it back: RFC 3339 at ``Z``)
     is checked, hashed and made a command here directly, for a third of what the model and
     ``command`` cost (2.9 against 8.7 us); every other item is validated by ``ActivityIn``.
@@ -74,30 +76,41 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
     parse = datetime.fromisoformat
     canonical = _CANONICAL
     for item in items:
-        if type(item) is dict and len(item) == 6:
+        if type(item) is dict and 5 <= len(item) <= 7:
             try:
                 kind = item["type"]
                 member_id = item["member_id"]
                 key = item["idempotency_key"]
                 given = item["occurred_at"]
                 amount = item["amount_minor"]
-                currency = item["currency"]
             except KeyError:
                 pass
             else:
+                currency = item.get("currency", _ABSENT)
+                program_id = item.get("program_id", _ABSENT)
                 if (
                     kind == "purchase"
+                    and len(item) == 5 + (currency is not _ABSENT) + (program_id is not _ABSENT)
                     and type(member_id) is str
                     and 0 < len(member_id) <= MEMBER_ID_MAX
                     and type(key) is str
                     and 0 < len(key) <= KEY_MAX
                     and type(amount) is int
                     and 0 < amount <= AMOUNT_MAX
-                    and type(currency) is str
-                    and len(currency) == CURRENCY_LEN
+                    and (
+                        currency is _ABSENT
+                        or (
+                            type(currency) is str
+                            and len(currency) == CURRENCY_LEN
+                            and "\x00" not in currency
+                        )
+                    )
+                    and (
+                        program_id is _ABSENT
+                        or (type(program_id) is int and 0 < program_id <= PROGRAM_ID_MAX)
+                    )
                     and "\x00" not in member_id
                     and "\x00" not in key
-                    and "\x00" not in currency
                     and type(given) is str
                     and canonical(given) is not None
                 ):
@@ -106,6 +119,8 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
                     except ValueError:  # not a date of the calendar (2025-02-30)
                         pass
                     else:
+                        currency = None if currency is _ABSENT else currency
+                        program_id = None if program_id is _ABSENT else program_id
                         # ActivityCommand's fields in order (a test compares them).
                         append(
                             new(
@@ -113,8 +128,10 @@ def batch_commands(data: Any) -> list[service.ActivityCommand]:
                                 member_id,
                                 key,
                                 at,
-                                purchase_hash(amount, currency, key, member_id, f'"{given}"'),
-                                None,
+                                purchase_hash(
+                                    amount, currency, key, member_id, f'"{given}"', program_id
+                                ),
+                                program_id,
                                 amount,
                                 currency,
                             )
@@ -133,6 +150,7 @@ def _validated_commands(data: Any) -> list[service.ActivityCommand]:
 
 
 _PURCHASE = ActivityType.PURCHASE
+_ABSENT: Any = object()
 _CANONICAL = re.compile(
     r"(?:19|2[0-9])[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
     r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.(?!000000)[0-9]{6})?Z"
