@@ -23,7 +23,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from tierwise.domain.calendar import local_date, start_of_day
-from tierwise.domain.criteria import COMPARE, MeasureKey, Mode
+from tierwise.domain.criteria import COMPARE, MeasureKey, Mode, Operator
 from tierwise.domain.figures import MemberFigures
 from tierwise.domain.ladder import Ladder, Level, ValidityType
 from tierwise.domain.lifecycle import validity_of
@@ -44,6 +44,7 @@ Check = tuple[int, Callable[[int, int], bool], int]
 is ``Criterion.holds`` for its operator (the ``operator`` module's C function)."""
 
 _PIN = AssignmentMode.PIN
+_UPWARD = frozenset({Operator.GE, Operator.GT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,9 @@ class Plan:
     """``ladder.level(key)`` of every level."""
     inactivity: frozenset[str]
     """Levels whose validity is ``inactivity`` (an activity restarts their clock)."""
+    monotone: bool
+    """Every attain criterion asks for at least a threshold (``>=`` or ``>``): sums that
+    only grow can lift a member at some point only if they lift it at the end."""
 
     def qualifies_higher(self, values: list[int], state: TierState) -> bool:
         """Whether ``decide_upgrade`` would move the member up, with ``values`` the sums
@@ -89,6 +93,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
     ordered = tuple(sorted(keys, key=lambda k: (k[0], k[1].label())))
     index = {key: i for i, key in enumerate(ordered)}
     levels = []
+    monotone = True
     for level in ladder.levels:
         if level.attain is None:
             continue
@@ -96,6 +101,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
             (index[c.key], COMPARE[c.operator], c.threshold) for c in level.attain.criteria
         )
         levels.append((level.rank, level.attain.mode is Mode.ALL, checks))
+        monotone = monotone and all(c.operator in _UPWARD for c in level.attain.criteria)
     windows: list[Window | None] = []
     simple = True
     for _, window in ordered:
@@ -120,6 +126,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
             for level in ladder.levels
             if validity_of(ladder, level).type is ValidityType.INACTIVITY
         ),
+        monotone=monotone,
     )
 
 
