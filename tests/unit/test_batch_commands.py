@@ -1,5 +1,5 @@
 """The batch's quick purchases (``routes.activities.batch_commands``) and its one-pass
-answer (``batch_answer``) give exactly what the models give.
+answer (``batch_answer``, ``usual_json``) give exactly what the models give.
 
 ``batch_commands`` checks and hashes the usual purchase without ``ActivityIn``; for every
 body it must build the same ``ActivityCommand`` list as ``ActivityBatchIn`` + ``command``
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -22,14 +22,17 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tierwise.api.routes.activities import (
+    _out,
     activity_out,
+    answer,
     batch_answer,
     batch_commands,
     command,
+    usual_json,
 )
 from tierwise.api.schemas import EARLIEST, LATEST, ActivityBatchIn, ActivityIn, BatchOut
 from tierwise.domain.metrics import BuiltinMetric
-from tierwise.services.activities import ActivityCommand, Outcome
+from tierwise.services.activities import ActivityCommand, Outcome, Usual, purchase_result
 
 
 def _purchase(**changes: Any) -> dict[str, Any]:
@@ -300,6 +303,18 @@ def _model_answer(outcomes: list[Outcome]) -> bytes:
     )
 
 
+_USUAL: Usual = (
+    "01a2034d-4b1e-7c3a-9f00-1d37d9e73aa7",
+    "m0001",
+    3,
+    "k-9",
+    datetime(2026, 11, 22, 10, 33, 4, 367769, tzinfo=UTC),
+    11965,
+    179,
+    "1.5",
+)
+
+
 def _reordered(result: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(result.items()))  # as a JSONB document comes back
 
@@ -320,8 +335,12 @@ def _reordered(result: dict[str, Any]) -> dict[str, Any]:
             Outcome(_result(2, earn=[{"amount_minor": 1, "rate": "1", "points": 1}] * 2), True),
         ],
         [Outcome(_result(1, reverses="01a202d0", effects={"spend": -5}), False)],
+        [Outcome(None, False, _USUAL), Outcome(None, True, _USUAL), Outcome(_result(1), False)],
+        [Outcome(None, False, (*_USUAL[:6], 0, "0"))],
+        [Outcome(_result(1), False), Outcome(None, True, _USUAL)],
+        [Outcome(None, False, _USUAL), Outcome(_reordered(_result(2)), True)],
     ],
-    ids=range(7),
+    ids=range(11),
 )
 def test_the_batch_answer_is_the_models_answer(outcomes: list[Outcome]) -> None:
     assert batch_answer(outcomes) == _model_answer(outcomes)
@@ -377,3 +396,58 @@ def test_instants_out_of_range_are_refused_whatever_the_range() -> None:
     for at in (EARLIEST, LATEST - timedelta(microseconds=1)):
         stamp = orjson.dumps(at, option=orjson.OPT_UTC_Z).decode()[1:-1]
         _same({"activities": [_purchase(occurred_at=stamp)]})
+
+
+_ANY_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    member=_ANY_TEXT,
+    key=_ANY_TEXT,
+    program_id=st.integers(1, 2**53),
+    at=st.datetimes(datetime(1900, 1, 1), datetime(2999, 12, 31), timezones=st.just(UTC)),
+    other_offset=st.one_of(st.none(), st.integers(-14 * 60, 14 * 60)),
+    amount=st.integers(1, 10**15),
+    points=st.integers(0, 10**15),
+    rate=st.sampled_from(["0", "1", "0.01", "1.5", "0.333333", "12.25"]),
+    replayed=st.booleans(),
+)
+def test_a_usual_answer_is_written_as_orjson_writes_its_document(
+    member: str,
+    key: str,
+    program_id: int,
+    at: datetime,
+    other_offset: int | None,
+    amount: int,
+    points: int,
+    rate: str,
+    replayed: bool,
+) -> None:
+    """``usual_json`` writes the text ``orjson.dumps`` writes for ``purchase_result``'s
+    document (R12: the same answer whichever way it is written), for any member id and
+    key (quotes, backslashes, control characters, any Unicode), at UTC or another
+    offset, with and without points."""
+    if other_offset is not None:
+        at = at.astimezone(timezone(timedelta(minutes=other_offset)))
+    usual: Usual = (
+        "01a2034d-4b1e-7c3a-9f00-1d37d9e73aa7",
+        member,
+        program_id,
+        key,
+        at,
+        amount,
+        points,
+        rate,
+    )
+    built = Outcome(purchase_result(*usual), replayed)
+    lazy = Outcome(None, replayed, usual)
+    expected = orjson.dumps(_out(built), option=orjson.OPT_NON_STR_KEYS)
+    assert usual_json(usual, replayed).encode() == expected
+    assert answer(lazy) == answer(built)
+    assert lazy.result == built.result
+    assert batch_answer([lazy, lazy]) == batch_answer([built, built])

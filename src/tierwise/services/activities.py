@@ -83,10 +83,49 @@ class ActivityCommand:
     reverses_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+Usual = tuple[str, str, int, str, datetime, int, int, str]
+"""The answer to a usual purchase, not yet built: ``purchase_result``'s arguments (uuid,
+member's external id, program id, idempotency key, instant, amount, points, rate)."""
+
+
 class Outcome:
-    result: dict[str, Any]
-    replayed: bool
+    """An activity's answer (R12) and whether it repeats an earlier one.
+
+    A usual purchase keeps its answer unbuilt (``usual``): the HTTP answer writes it as
+    JSON directly (``api.routes.activities.usual_json``), and ``result`` builds the
+    document only when someone reads it."""
+
+    __slots__ = ("_result", "replayed", "usual")
+
+    def __init__(
+        self, result: dict[str, Any] | None, replayed: bool, usual: Usual | None = None
+    ) -> None:
+        if result is None and usual is None:
+            raise ValueError("an outcome needs a result")
+        self._result = result
+        self.replayed = replayed
+        self.usual = usual
+
+    @property
+    def result(self) -> dict[str, Any]:
+        if self._result is None:
+            assert self.usual is not None
+            self._result = purchase_result(*self.usual)
+        return self._result
+
+    def repeated(self) -> Outcome:
+        """The same answer, to a repeat of the activity."""
+        return Outcome(self._result, True, self.usual)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return (self.result, self.replayed) == (other.result, other.replayed)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Outcome(result={self.result!r}, replayed={self.replayed!r})"
 
 
 async def record(rt: Runtime, caller: Caller, commands: list[ActivityCommand]) -> list[Outcome]:
@@ -125,7 +164,7 @@ else:
     _CLASHES = (IntegrityError, IntegrityConstraintViolationError)
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     if value.tzinfo is UTC:
         # The same text as below, written in C (a quarter of the time).
         return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
@@ -284,7 +323,7 @@ class _Batch:
                     index=index,
                 )
             if earlier is not None:
-                outcomes[index] = Outcome(result=_first_answer(earlier), replayed=True)
+                outcomes[index] = _first_outcome(earlier)
             # A repeat of a key first seen in this batch answers that first result, which
             # exists only once the batch has run (see _process).
         return fresh
@@ -312,7 +351,7 @@ class _Batch:
             ]
         await standings.load(members, {pid: rows for pid, rows in self.ladders.items()})
         await self._load_figures(fresh, works, standings)
-        results: dict[int, dict[str, Any]] = {}
+        results: dict[int, Outcome] = {}
         # Time-ordered: the ledger's unique index on uuid then grows at its right edge
         # instead of at random pages (COPY of 1,000 rows: 19 -> 15 ms of PostgreSQL CPU).
         self._uuids = time_ordered_uuids(len(fresh))
@@ -327,24 +366,26 @@ class _Batch:
             if run is not None:
                 found = self._quick_run(run, work, standings)
                 if found is not None:
-                    results.update(zip(run, found, strict=True))
+                    for i, answer in zip(run, found, strict=True):
+                        results[i] = Outcome(None, False, answer)
                     done.update(run)
                     continue
-            result = None
+            usual: Usual | None = None
             if command.type is ActivityType.PURCHASE:
-                result = self._quick_purchase(command, work, standings)
-            if result is None:
-                result = await self._apply(index, command, work, standings)
-            results[index] = result
+                usual = self._quick_purchase(command, work, standings)
+            if usual is None:
+                results[index] = Outcome(await self._apply(index, command, work, standings), False)
+            else:
+                results[index] = Outcome(None, False, usual)
         # Repeats of a key first seen in this batch answer that first result.
         for index, command in enumerate(self.commands):
             if outcomes[index] is None and index not in results:
                 first = next(
                     i for i in fresh if self.commands[i].idempotency_key == command.idempotency_key
                 )
-                outcomes[index] = Outcome(result=results[first], replayed=True)
-        for index, result in results.items():
-            outcomes[index] = Outcome(result=result, replayed=False)
+                outcomes[index] = results[first].repeated()
+        for index, outcome in results.items():
+            outcomes[index] = outcome
         await self._write(works, standings)
 
     async def _program(self, program_id: int | None, index: int) -> Program:
@@ -621,7 +662,7 @@ class _Batch:
 
     def _quick_run(
         self, run: list[int], work: _MemberWork, standings: Standings
-    ) -> list[dict[str, Any]] | None:
+    ) -> list[Usual] | None:
         """``_quick_purchase`` for every purchase of a member in the batch at once (their
         results, in order), or None having changed nothing (each is then recorded on its
         own). It applies when they are usual purchases in order, on one local day after
@@ -700,57 +741,59 @@ class _Batch:
         # entry: no other activity of this member in the batch reads them one by one.
         figures.apply_on(day, previous, effects)
         work.recorded.extend(command.occurred_at for command in commands)
-        uuids = self._uuids
-        rows = self.activity_rows
         external_id = work.external_id
-        program_id = program.id
-        tenant_id = self.caller.tenant_id
-        now = self.now
-        results: list[dict[str, Any]] = []
-        for command, points in zip(commands, points_of, strict=True):
-            activity_uuid = uuids.pop()
-            at = command.occurred_at
-            amount = command.amount_minor
-            assert amount is not None
-            result = purchase_result(
+        return [
+            self._add_usual(command, member_id, external_id, program.id, points, rate_text)
+            for command, points in zip(commands, points_of, strict=True)
+        ]
+
+    def _add_usual(
+        self,
+        command: ActivityCommand,
+        member_id: int,
+        external_id: str,
+        program_id: int,
+        points: int,
+        rate_text: str,
+    ) -> Usual:
+        """The ledger row of a usual purchase (in the batch's rows) and its answer."""
+        activity_uuid = self._uuids.pop()
+        at = command.occurred_at
+        amount = command.amount_minor
+        assert amount is not None
+        key = command.idempotency_key
+        usual = (activity_uuid, external_id, program_id, key, at, amount, points, rate_text)
+        self.activity_rows.append(
+            (
                 activity_uuid,
-                external_id,
+                member_id,
                 program_id,
-                command.idempotency_key,
+                "purchase",
+                key,
+                command.request_hash,
                 at,
                 amount,
-                points,
+                command.currency,
+                None,
+                None,
+                None,
+                # _json(effects), written directly (a third of the time)
+                f'{{"spend":{amount},"orders":1,"points_earned":{points},"points_balance":{points}}}'
+                if points
+                else f'{{"spend":{amount},"orders":1}}',
+                # The answer is rebuilt from the row on a replay (purchase_result); the
+                # row keeps an instant in UTC only, so an answer in another offset stays.
+                None if at.tzinfo is UTC else _json(purchase_result(*usual)),
                 rate_text,
+                self.caller.tenant_id,
+                self.now,
             )
-            results.append(result)
-            rows.append(
-                (
-                    activity_uuid,
-                    member_id,
-                    program_id,
-                    "purchase",
-                    command.idempotency_key,
-                    command.request_hash,
-                    at,
-                    amount,
-                    command.currency,
-                    None,
-                    None,
-                    None,
-                    f'{{"spend":{amount},"orders":1,"points_earned":{points},"points_balance":{points}}}'
-                    if points
-                    else f'{{"spend":{amount},"orders":1}}',
-                    None if at.tzinfo is UTC else _json(result),
-                    rate_text,
-                    tenant_id,
-                    now,
-                )
-            )
-        return results
+        )
+        return usual
 
     def _quick_purchase(
         self, command: ActivityCommand, work: _MemberWork, standings: Standings
-    ) -> dict[str, Any] | None:
+    ) -> Usual | None:
         """``_apply`` for the usual purchase, in one pass: in order (not late, R13), in the
         program's currency, on ladders whose compiled plans read every window from the
         figures (``ingest_plan``), where it lifts the member on no ladder (R9) and touches
@@ -830,48 +873,11 @@ class _Batch:
                 return None
             checked.append((use, sums))
         # Nothing below can fail: record it.
-        activity_uuid = self._uuids.pop()
         figures.apply_on(day, at, effects)
         for use, sums in checked:
             quick_sums[id(use)] = (figures.version, day, use, sums)
         work.recorded.append(at)
-        result = purchase_result(
-            activity_uuid,
-            work.external_id,
-            program.id,
-            command.idempotency_key,
-            at,
-            amount,
-            points,
-            rate_text,
-        )
-        self.activity_rows.append(
-            (
-                activity_uuid,
-                member_id,
-                program.id,
-                "purchase",
-                command.idempotency_key,
-                command.request_hash,
-                at,
-                command.amount_minor,
-                currency,
-                command.points,
-                command.counter,
-                None,
-                # _json(effects), written directly (a third of the time)
-                f'{{"spend":{amount},"orders":1,"points_earned":{points},"points_balance":{points}}}'
-                if points
-                else f'{{"spend":{amount},"orders":1}}',
-                # The answer is rebuilt from the row on a replay (purchase_result); the
-                # row keeps an instant in UTC only, so an answer in another offset stays.
-                None if at.tzinfo is UTC else _json(result),
-                rate_text,
-                self.caller.tenant_id,
-                self.now,
-            )
-        )
-        return result
+        return self._add_usual(command, member_id, work.external_id, program.id, points, rate_text)
 
     async def _apply(
         self, index: int, command: ActivityCommand, work: _MemberWork, standings: Standings
@@ -994,7 +1000,7 @@ class _Batch:
             "member_id": work.external_id,
             "program_id": program.id,
             "idempotency_key": command.idempotency_key,
-            "occurred_at": _iso(command.occurred_at),
+            "occurred_at": iso(command.occurred_at),
             "effects": dict(sorted(effects.items())),
             "points_earned": earning.points
             if earning
@@ -1597,7 +1603,7 @@ def _change_json(ladder_key: str, change: TierChange) -> dict[str, Any]:
         "from": change.from_level,
         "to": change.to_level,
         "kind": change.kind.value,
-        "at": _iso(change.at),
+        "at": iso(change.at),
     }
 
 
@@ -1619,7 +1625,7 @@ def purchase_result(
         "member_id": member_external_id,
         "program_id": program_id,
         "idempotency_key": idempotency_key,
-        "occurred_at": _iso(occurred_at),
+        "occurred_at": iso(occurred_at),
         # dict(sorted(effects.items())), built in that order
         "effects": {
             _ORDERS: 1,
@@ -1636,14 +1642,14 @@ def purchase_result(
     }
 
 
-def _first_answer(stored: ledger.Stored) -> dict[str, Any]:
-    """The answer an activity was first given (R12): stored, or rebuilt for a usual
-    purchase (which stores its earn rate instead)."""
+def _first_outcome(stored: ledger.Stored) -> Outcome:
+    """The answer an activity was first given (R12), to its repeat: stored, or (for a
+    usual purchase, which stores its earn rate instead) rebuilt from its row."""
     if stored.result is not None:
-        return stored.result
+        return Outcome(stored.result, True)
     if stored.earn_rate is None:
         raise AssertionError(f"activity {stored.uuid} has neither an answer nor an earn rate")
-    return purchase_result(
+    usual = (
         stored.uuid,
         stored.member_external_id,
         stored.program_id,
@@ -1653,3 +1659,4 @@ def _first_answer(stored: ledger.Stored) -> dict[str, Any]:
         int(stored.effects.get(_POINTS_EARNED, 0)),
         stored.earn_rate,
     )
+    return Outcome(None, True, usual)

@@ -166,10 +166,35 @@ def _out(outcome: service.Outcome) -> dict[str, Any] | None:
     return {**result, "replayed": outcome.replayed}
 
 
+def usual_json(usual: service.Usual, replayed: bool) -> str:
+    """The ``ActivityOut`` document of a usual purchase's answer, as JSON text: the same
+    text as ``orjson.dumps`` of ``_out`` (a property test compares them), written
+    directly for a fifth of the time."""
+    activity_uuid, member_id, program_id, key, at, amount, points, rate = usual
+    effects = (
+        f'{{"orders":1,"points_balance":{points},"points_earned":{points},"spend":{amount}}}'
+        if points
+        else f'{{"orders":1,"spend":{amount}}}'
+    )
+    return (
+        f'{{"id":"{activity_uuid}","type":"purchase","member_id":{_text(member_id)},'
+        f'"program_id":{program_id},"idempotency_key":{_text(key)},'
+        f'"occurred_at":"{service.iso(at)}","effects":{effects},"points_earned":{points},'
+        f'"earn":[{{"amount_minor":{amount},"rate":"{rate}","points":{points}}}],'
+        f'"reverses":null,"tier_changes":[],"replayed":{"true" if replayed else "false"}}}'
+    )
+
+
+def _text(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
 def answer(outcome: service.Outcome) -> tuple[int, dict[str, str], bytes]:
     """The HTTP answer to one recorded activity: 201 with the result, or 200 with the
     first result and ``Idempotent-Replayed: true`` for a repeat (R12)."""
     status, headers = (200, {"Idempotent-Replayed": "true"}) if outcome.replayed else (201, {})
+    if outcome.usual is not None:
+        return status, headers, usual_json(outcome.usual, outcome.replayed).encode()
     out = _out(outcome)
     if out is None:
         return status, headers, activity_out(outcome).model_dump_json().encode()
@@ -208,12 +233,20 @@ async def record_activity(
 def batch_answer(outcomes: list[service.Outcome]) -> bytes:
     """The HTTP answer (200) to a recorded batch: counts and every activity's result."""
     duplicates = sum(1 for o in outcomes if o.replayed)
-    results = [_out(o) for o in outcomes]
-    if None not in results:
-        return orjson.dumps(
-            {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results},
-            option=orjson.OPT_NON_STR_KEYS,
-        )
+    parts: list[str] = []
+    for o in outcomes:
+        if o.usual is not None:
+            parts.append(usual_json(o.usual, o.replayed))
+            continue
+        out = _out(o)
+        if out is None:
+            break
+        parts.append(orjson.dumps(out, option=orjson.OPT_NON_STR_KEYS).decode())
+    else:
+        accepted = len(outcomes) - duplicates
+        return (
+            f'{{"accepted":{accepted},"duplicates":{duplicates},"results":[{",".join(parts)}]}}'
+        ).encode()
     return (
         BatchOut(
             accepted=len(outcomes) - duplicates,
