@@ -140,18 +140,25 @@ async def record(rt: Runtime, caller: Caller, commands: list[ActivityCommand]) -
             code="batch_too_large",
             field="activities",
         )
-    for attempt in range(3):
+    # The first attempt assumes every key is new and does not look for stored ones: the
+    # ledger's unique index refuses a stored key, and the next attempts look. Any error of
+    # the first attempt sends it to the next, so that errors come in the order they came
+    # in when repeats were looked for first (a repeat answers before its body is checked).
+    for attempt in range(4):
         try:
             async with rt.transaction() as conn:
-                outcomes = await _Batch(rt, conn, caller, commands).run()
+                outcomes = await _Batch(rt, conn, caller, commands, look_up=attempt > 0).run()
                 await conn.commit()
                 return outcomes
         except _CLASHES as exc:
-            if attempt == 2:
+            if attempt == 3:
                 raise Conflict(
                     "the activity clashed with a concurrent write; retry it",
                     code="concurrent_write",
                 ) from exc
+        except Exception:
+            if attempt > 0:
+                raise
     raise AssertionError("unreachable")
 
 
@@ -215,9 +222,18 @@ class _MemberWork:
 
 class _Batch:
     def __init__(
-        self, rt: Runtime, conn: AsyncConnection, caller: Caller, commands: list[ActivityCommand]
+        self,
+        rt: Runtime,
+        conn: AsyncConnection,
+        caller: Caller,
+        commands: list[ActivityCommand],
+        *,
+        look_up: bool = True,
     ) -> None:
         self.rt = rt
+        self.look_up = look_up
+        """Whether to look for stored keys (else every key is taken to be new, and the
+        ledger's unique index refuses a stored one: see ``record``)."""
         self.conn = conn
         self.caller = caller
         self.commands = commands
@@ -300,8 +316,12 @@ class _Batch:
 
     async def _replays(self, outcomes: list[Outcome | None]) -> list[int]:
         """Answer repeats from the stored results; return the indexes still to record."""
-        stored = await ledger.stored_by_keys(
-            self.conn, self.caller.tenant_id, [c.idempotency_key for c in self.commands]
+        stored = (
+            await ledger.stored_by_keys(
+                self.conn, self.caller.tenant_id, [c.idempotency_key for c in self.commands]
+            )
+            if self.look_up
+            else {}
         )
         first_in_batch: dict[str, int] = {}
         fresh: list[int] = []
