@@ -247,6 +247,8 @@ class Activity(Base):
     type: Mapped[str] = mapped_column(String(20))
     idempotency_key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
+    """The body's fingerprint (R12); empty for a usual purchase sent without a program id,
+    whose fingerprint is written again from the row (``services.activities._stored_hash``)."""
     occurred_at: Mapped[datetime]
     recorded_at: Mapped[datetime]
     amount_minor: Mapped[int | None] = mapped_column(BigInteger)

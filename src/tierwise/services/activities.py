@@ -50,6 +50,7 @@ from tierwise.domain.lifecycle import enter, validity_of, with_validity
 from tierwise.domain.metrics import BuiltinMetric
 from tierwise.domain.money import minor_unit_exponent
 from tierwise.domain.program import Program
+from tierwise.domain.request_hash import purchase_hash
 from tierwise.domain.state import AssignmentMode, ChangeKind, ChangeSource, TierChange, TierState
 from tierwise.domain.windows import LIFETIME, Interval, WindowType
 from tierwise.services import measuring
@@ -72,7 +73,9 @@ class ActivityCommand:
     member_id: str
     idempotency_key: str
     occurred_at: datetime
-    request_hash: str
+    request_hash: str | None
+    """The body's fingerprint (R12); None for a usual purchase of a batch, whose
+    fingerprint is written only when needed (``request_hash_of``)."""
     program_id: int | None = None
     amount_minor: int | None = None
     currency: str | None = None
@@ -81,6 +84,39 @@ class ActivityCommand:
     quantity: int | None = None
     reverses: str | None = None
     reverses_key: str | None = None
+
+
+def request_hash_of(command: ActivityCommand) -> str:
+    """The command's body fingerprint (R12); for a usual purchase of a batch (``request_hash``
+    None: a purchase of these fields only, at an instant in UTC written as pydantic writes
+    it) the one ``ActivityIn.request_hash`` gives for its body."""
+    if command.request_hash is not None:
+        return command.request_hash
+    assert command.amount_minor is not None
+    return purchase_hash(
+        command.amount_minor,
+        command.currency,
+        command.idempotency_key,
+        command.member_id,
+        f'"{iso(command.occurred_at)}"',
+        command.program_id,
+    )
+
+
+def _stored_hash(stored: ledger.Stored) -> str:
+    """The fingerprint of a stored activity's body: stored, or (empty for a usual
+    purchase sent without a program id) written again from its row."""
+    if stored.request_hash:
+        return stored.request_hash
+    if stored.amount_minor is None:
+        raise AssertionError(f"activity {stored.uuid} has no request hash")
+    return purchase_hash(
+        stored.amount_minor,
+        stored.currency,
+        stored.idempotency_key,
+        stored.member_external_id,
+        f'"{iso(stored.occurred_at)}"',
+    )
 
 
 Usual = tuple[str, str, int, str, datetime, int, int, str]
@@ -329,14 +365,14 @@ class _Batch:
             key = command.idempotency_key
             earlier = stored.get(key)
             if earlier is None and key in first_in_batch:
-                request_hash = self.commands[first_in_batch[key]].request_hash
+                request_hash = request_hash_of(self.commands[first_in_batch[key]])
             elif earlier is None:
                 first_in_batch[key] = index
                 fresh.append(index)
                 continue
             else:
-                request_hash = earlier.request_hash
-            if request_hash != command.request_hash:
+                request_hash = _stored_hash(earlier)
+            if request_hash != request_hash_of(command):
                 raise Conflict(
                     f"idempotency key {key!r} was already used with a different body",
                     code="idempotency_key_reused",
@@ -783,6 +819,9 @@ class _Batch:
         assert amount is not None
         key = command.idempotency_key
         usual = (activity_uuid, external_id, program_id, key, at, amount, points, rate_text)
+        request_hash = command.request_hash
+        if request_hash is None and (command.program_id is not None or at.tzinfo is not UTC):
+            request_hash = request_hash_of(command)  # the row could not write it again
         self.activity_rows.append(
             (
                 activity_uuid,
@@ -790,12 +829,13 @@ class _Batch:
                 program_id,
                 "purchase",
                 key,
-                command.request_hash,
+                # empty only where _stored_hash writes it again from the row
+                request_hash or "",
                 at,
                 amount,
                 command.currency,
-                None,
-                None,
+                command.points,
+                command.counter,
                 None,
                 # _json(effects), written directly (a third of the time)
                 f'{{"spend":{amount},"orders":1,"points_earned":{points},"points_balance":{points}}}'
@@ -1045,7 +1085,7 @@ class _Batch:
                 program.id,
                 command.type.value,
                 command.idempotency_key,
-                command.request_hash,
+                request_hash_of(command),
                 command.occurred_at,
                 command.amount_minor,
                 command.currency,

@@ -22,7 +22,6 @@ from tierwise.api.schemas import (
     ActivityIn,
     ActivityOut,
     BatchOut,
-    purchase_hash,
 )
 from tierwise.domain.activity import ActivityType
 from tierwise.services import activities as service
@@ -123,7 +122,7 @@ def _usual_purchase(item: Any) -> service.ActivityCommand | None:
         member_id,
         key,
         at,
-        purchase_hash(amount, currency, key, member_id, f'"{given}"', program_id),
+        None,  # the fingerprint is written only when needed (request_hash_of)
         program_id,
         amount,
         currency,

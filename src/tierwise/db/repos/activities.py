@@ -23,6 +23,7 @@ class Stored(NamedTuple):
     hash, and the first answer, or (``result`` None) what rebuilds it."""
 
     request_hash: str
+    """Empty for a usual purchase sent without a program id (written again from the row)."""
     result: dict[str, Any] | None
     uuid: str
     type: str
@@ -33,6 +34,7 @@ class Stored(NamedTuple):
     amount_minor: int | None
     effects: dict[str, Any]
     earn_rate: str | None
+    currency: str | None
 
 
 async def stored_by_keys(
@@ -61,6 +63,7 @@ async def stored_by_keys(
             Activity.amount_minor,
             Activity.effects,
             Activity.earn_rate,
+            Activity.currency,
         )
         .join(Member, Member.id == Activity.member_id)
         .where(Activity.tenant_id == tenant_id, Activity.idempotency_key.in_(list(keys)))
@@ -70,7 +73,7 @@ async def stored_by_keys(
 
 _STORED_PG = text(
     "SELECT a.request_hash, a.result, a.uuid, a.type, m.external_id, a.program_id, "
-    "a.idempotency_key, a.occurred_at, a.amount_minor, a.effects, a.earn_rate "
+    "a.idempotency_key, a.occurred_at, a.amount_minor, a.effects, a.earn_rate, a.currency "
     "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
     "SELECT * FROM activities "
     "WHERE tenant_id = :tenant_id AND idempotency_key = k.key LIMIT 1) AS a "
