@@ -230,7 +230,7 @@ class Dissection:
 
 
 def summarise_sql(sql: str) -> str:
-    """``SELECT … FROM metric_days WHERE …`` → ``SELECT metric_days WHERE day >= …``."""
+    """``SELECT … FROM member_days WHERE …`` → ``SELECT member_days WHERE day >= …``."""
     flat = " ".join(sql.split())
     verb = flat.split(" ", 1)[0].upper()
     if verb in ("PREPARE", "DEALLOCATE"):

@@ -77,8 +77,8 @@ async def main() -> None:
             await conn.execute("ANALYZE")
         started = time.perf_counter()
         await conn.fetch(
-            "SELECT member_id, metric, sum(value) FROM metric_days WHERE program_id = $1 "
-            "GROUP BY member_id, metric",
+            "SELECT member_id, sum(spend), sum(orders), sum(points_earned), sum(points_balance) "
+            "FROM member_days WHERE program_id = $1 GROUP BY member_id",
             program_id,
         )
         bare = time.perf_counter() - started

@@ -127,16 +127,16 @@ async def seed(url: str, members: int, spread_days: int = 0) -> tuple[int, int]:
             # Activity in the window: a third keep their level, the rest fall short.
             await conn.execute(
                 text(
-                    "INSERT INTO metric_days (member_id, program_id, metric, day, value) "
-                    "SELECT id, :p, 'points_earned', last_activity_at::date, "
+                    "INSERT INTO member_days (member_id, program_id, day, points_earned) "
+                    "SELECT id, :p, last_activity_at::date, "
                     "CASE WHEN id % 3 = 0 THEN 1200 ELSE 300 END FROM members WHERE tenant_id = :t"
                 ),
                 params,
             )
             await conn.execute(
                 text(
-                    "INSERT INTO metric_totals (member_id, program_id, metric, value) "
-                    "SELECT id, :p, 'points_earned', CASE WHEN id % 3 = 0 THEN 1200 ELSE 300 END "
+                    "INSERT INTO member_totals (member_id, program_id, points_earned) "
+                    "SELECT id, :p, CASE WHEN id % 3 = 0 THEN 1200 ELSE 300 END "
                     "FROM members WHERE tenant_id = :t"
                 ),
                 params,
@@ -344,7 +344,7 @@ async def main() -> None:
         conn = await asyncpg.connect(f"postgresql://127.0.0.1:5432/{name}")
         started = time.perf_counter()
         await conn.fetch(
-            "SELECT d.member_id, sum(d.value) FROM metric_days d JOIN member_tiers t "
+            "SELECT d.member_id, sum(d.points_earned) FROM member_days d JOIN member_tiers t "
             "ON t.member_id = d.member_id WHERE t.due_at <= $1 AND d.program_id = $2 "
             "AND d.day >= ($1::timestamptz - interval '365 days')::date GROUP BY d.member_id",
             AS_OF,

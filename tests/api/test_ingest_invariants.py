@@ -2,7 +2,8 @@
 
 Stored status documents are stamped by the rows a status depends on (R27 reads, see
 ``db/repos/status_docs.py``): the member's ``members`` row stands for its figures, so any
-write of ``metric_totals`` must come with a write of that row in the same transaction.
+write of ``member_totals`` or ``metric_totals`` must come with a write of that row in the
+same transaction.
 Checked here for every kind of activity (R11–R13: purchases, credits, redemptions, visits,
 counters, returns), one at a time and in batches large enough for the bulk write path;
 on PostgreSQL by the rows' ``xmin`` (the writing transaction), elsewhere by
@@ -22,7 +23,7 @@ from tests.conftest import Api
 
 
 def _stamps(api: Api, external_id: str) -> tuple[Any, Any, list[Any]]:
-    """(members row's xmin or None, its updated_at, the xmins of its metric_totals rows)."""
+    """(members row's xmin or None, its updated_at, the xmins of its running totals' rows)."""
     rt = api.runtime()
     postgres = rt.engine.dialect.name == "postgresql"
     xmin = "xmin::text::bigint" if postgres else "NULL"
@@ -37,7 +38,10 @@ def _stamps(api: Api, external_id: str) -> tuple[Any, Any, list[Any]]:
             ).one()
             totals = (
                 await conn.execute(
-                    text(f"SELECT {xmin} FROM metric_totals WHERE member_id = :m"),
+                    text(
+                        f"SELECT {xmin} FROM metric_totals WHERE member_id = :m "
+                        f"UNION ALL SELECT {xmin} FROM member_totals WHERE member_id = :m"
+                    ),
                     {"m": member[0]},
                 )
             ).all()

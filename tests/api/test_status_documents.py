@@ -223,7 +223,14 @@ def _expiry_and_sweep(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
 
 def _batch(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
     at = "2026-03-10T11:00:00Z"
-    batch(api, [activity_body("m1", points=500, at=at), activity_body("m2", points=5, at=at)])
+    batch(
+        api,
+        [
+            activity_body("m1", points=500, at=at),
+            activity_body("m2", points=5, at=at),
+            activity_body("m2", "counter", counter="reviews", at=at),  # metric_days/_totals
+        ],
+    )
 
 
 def _copied_batch(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
@@ -234,6 +241,8 @@ def _copied_batch(api: Api, clock: Clock, prog: dict[str, Any]) -> None:
         activity_body(f"m{i % 7 + 1}", "purchase", amount_minor=100, currency="USD", at=at)
         if i % 2
         else activity_body(f"m{i % 7 + 1}", points=10, at=at)
+        if i % 3
+        else activity_body(f"m{i % 7 + 1}", "counter", counter="reviews", at=at)
         for i in range(BULK_MIN_ROWS + 6)
     ]
     batch(api, rows)
@@ -389,8 +398,10 @@ STAMPED = {
 # These rows are not in the stamp: each is only ever written in a transaction that also
 # writes a stamped row (the member's, the program's), as the next test checks.
 UNSTAMPED = {
-    "the running totals": "UPDATE metric_totals SET value = value WHERE member_id = :member",
-    "the daily buckets": "UPDATE metric_days SET value = value WHERE member_id = :member",
+    "the running totals": "UPDATE member_totals SET spend = spend WHERE member_id = :member",
+    "the daily buckets": "UPDATE member_days SET spend = spend WHERE member_id = :member",
+    "the counters' totals": "UPDATE metric_totals SET value = value WHERE member_id = :member",
+    "the counters' buckets": "UPDATE metric_days SET value = value WHERE member_id = :member",
     "the ladders": "UPDATE ladders SET updated_at = updated_at WHERE program_id = :program",
 }
 
@@ -428,6 +439,8 @@ _LOGGED = {
     "activities": "member_id",
     "metric_days": "member_id",
     "metric_totals": "member_id",
+    "member_days": "member_id",
+    "member_totals": "member_id",
     "members": "id",
     "ladders": "program_id",
     "levels": "ladder_id",
@@ -445,7 +458,8 @@ END $$"""
 
 _VIOLATIONS = """
 SELECT w.tbl, w.owner, w.tx FROM tw_test_writes w
-WHERE w.tbl IN ('activities', 'metric_days', 'metric_totals') AND NOT EXISTS (
+WHERE w.tbl IN ('activities', 'metric_days', 'metric_totals', 'member_days', 'member_totals')
+AND NOT EXISTS (
     SELECT 1 FROM tw_test_writes o WHERE o.tbl = 'members' AND o.owner = w.owner AND o.tx = w.tx)
 UNION ALL
 SELECT w.tbl, w.owner, w.tx FROM tw_test_writes w

@@ -5,6 +5,7 @@ On PostgreSQL the go-live job and the impact preview sum members' figures in the
 reference is the Python path, which loads each member's buckets and decides each member
 with ``verdict``. A varied population (a zone with daylight saving, activity over two
 years and some after the instant evaluated, several window types, operators, ANY/ALL,
+built-in metrics and a custom counter (stored apart, revision e7b3d1f9a2c4),
 maintain rules, pins and floor assignments, a level the new version removes) must get
 the same figures, verdicts and preview from both. On SQLite both are the Python path.
 """
@@ -55,6 +56,7 @@ def live_body() -> dict[str, Any]:
                 2,
                 criterion("points_earned", 300, window=rolling(90)),
                 criterion("visits", 3, window={"type": "calendar_year"}),
+                criterion("counter:reviews", 3, window=rolling(90)),
                 mode="any",
             ),
             level(
@@ -96,6 +98,7 @@ def draft_body() -> Ladder:
             3,
             criterion("points_earned", 1200, window={"type": "rolling_months", "months": 6}),
             criterion("visits", 9, operator="<", window=rolling(365)),
+            criterion("counter:reviews", 1),
             maintain={
                 "mode": "any",
                 "criteria": [
@@ -131,9 +134,13 @@ def world(api: Api) -> tuple[int, datetime]:
             when = at - timedelta(days=rng.randrange(0, 730), seconds=rng.randrange(86400))
             if rng.random() < 0.1:
                 when = at + timedelta(seconds=rng.randrange(1, 86400))
-            kind = rng.choice(["points_credit", "points_credit", "visit"])
+            kind = rng.choice(["points_credit", "points_credit", "visit", "counter"])
             fields: dict[str, Any] = (
-                {"points": rng.choice([50, 150, 400, 700, 1200])} if kind != "visit" else {}
+                {"points": rng.choice([50, 150, 400, 700, 1200])}
+                if kind == "points_credit"
+                else {"counter": "reviews", "quantity": rng.randrange(1, 3)}
+                if kind == "counter"
+                else {}
             )
             bodies.append(activity_body(member, kind, at=when.isoformat(), **fields))
     # Activity right at, just after and just before every window's first local midnight.

@@ -80,7 +80,10 @@ def ladder_body(
     rollover: str,
     credit: bool,
     floor: bool,
+    maintain_metric: str = "points_earned",
 ) -> dict[str, Any]:
+    # A custom counter is summed apart from the built-in metrics (revision e7b3d1f9a2c4).
+    keep = 1500 if maintain_metric == "points_earned" else 5
     levels = [
         level("silver", 2, criterion("points_earned", 1000, window=window), is_assignable=True),
         level("gold", 3, criterion("points_earned", 2000, window=window), is_assignable=True),
@@ -90,7 +93,7 @@ def ladder_body(
             criterion("points_earned", 3000, window=window),
             maintain={
                 "mode": "all",
-                "criteria": [criterion("points_earned", 1500, window=maintain_window)],
+                "criteria": [criterion(maintain_metric, keep, window=maintain_window)],
             },
         ),
     ]
@@ -119,6 +122,7 @@ LADDERS = st.builds(
     rollover=st.sampled_from(["reset", "carry_excess"]),
     credit=st.booleans(),
     floor=st.booleans(),
+    maintain_metric=st.sampled_from(["points_earned", "counter:reviews"]),
 )
 
 
@@ -221,13 +225,18 @@ def test_set_based_sweep_equals_the_general_path(
     for api in twins:
         p = program(api)
         ladder(api, p["id"], body)
+        at = [iso(base + timedelta(days=day, hours=hour)) for _, day, hour, _ in activities]
         batch(
             api,
             [
+                activity_body(MEMBERS[a[0]], points=a[3], at=when)
+                for a, when in zip(activities, at, strict=True)
+            ]
+            + [
                 activity_body(
-                    MEMBERS[m], points=points, at=iso(base + timedelta(days=day, hours=hour))
+                    MEMBERS[a[0]], "counter", counter="reviews", quantity=a[3] // 300, at=when
                 )
-                for m, day, hour, points in activities
+                for a, when in zip(activities, at, strict=True)
             ],
         )
         if assignment is not None:
@@ -290,5 +299,49 @@ def test_a_late_sweep_handles_every_missed_check_in_order(
     second = sweep(general, base + timedelta(days=900))
     assert first == second
     assert first["events"] > first["standings"]
+    for member in ("m1", "m2"):
+        assert everything(set_based, member) == everything(general, member), member
+
+
+def test_a_counter_in_a_maintain_rule_is_summed_by_both_paths(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set-based sums read a custom counter's buckets apart from the built-in metrics'
+    (revision e7b3d1f9a2c4): platinum kept with 6 reviews in the year, lost with 2."""
+    body = ladder_body(
+        {"type": "lifetime"},
+        {"type": "rolling_days", "days": 365},
+        "drop_one",
+        0,
+        12,
+        "daily",
+        "reset",
+        False,
+        True,
+        maintain_metric="counter:reviews",
+    )
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    later = base + timedelta(days=30)
+    twins = tenant(client), tenant(client)
+    for api in twins:
+        p = program(api)
+        ladder(api, p["id"], body)
+        batch(
+            api,
+            [
+                activity_body("m1", points=3200, at=iso(base)),
+                activity_body("m2", points=3200, at=iso(base)),
+                activity_body("m1", "counter", counter="reviews", quantity=6, at=iso(later)),
+                activity_body("m2", "counter", counter="reviews", quantity=2, at=iso(later)),
+            ],
+        )
+    set_based, general = twins
+    as_of = base + timedelta(days=366)
+    monkeypatch.setattr(sweep_service, "SET_BASED", True)
+    first = sweep(set_based, as_of)
+    monkeypatch.setattr(sweep_service, "SET_BASED", False)
+    second = sweep(general, as_of)
+    assert first == second
+    assert [level_key(only_ladder(set_based, m)) for m in ("m1", "m2")] == ["platinum", "gold"]
     for member in ("m1", "m2"):
         assert everything(set_based, member) == everything(general, member), member

@@ -264,8 +264,47 @@ class Activity(Base):
     """The earn rate a usual purchase was credited at (with ``result`` NULL)."""
 
 
+BUILTIN_COLUMNS = ("spend", "orders", "points_earned", "points_balance", "visits")
+"""The built-in metrics (``domain.metrics.BuiltinMetric``), each a column of
+``member_days`` and ``member_totals``."""
+
+
+class MemberDay(Base):
+    """Per-member, per-program daily sums of the built-in metrics in the program's zone:
+    one row per member and day, every built-in metric a column (revision e7b3d1f9a2c4;
+    custom counters are in ``metric_days``)."""
+
+    __tablename__ = "member_days"
+    __table_args__ = _ROOM_FOR_UPDATES
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    spend: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    orders: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    visits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class MemberTotal(Base):
+    """Running lifetime totals of the built-in metrics, one row per member and program."""
+
+    __tablename__ = "member_totals"
+    __table_args__ = _ROOM_FOR_UPDATES
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    spend: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    orders: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    visits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
 class MetricDay(Base):
-    """Per-member, per-program, per-metric daily sums in the program's zone."""
+    """Per-member, per-program, per-counter daily sums in the program's zone: the custom
+    counters (``counter:<name>``) only; the built-in metrics are in ``member_days``."""
 
     __tablename__ = "metric_days"
     __table_args__ = _ROOM_FOR_UPDATES
@@ -278,7 +317,8 @@ class MetricDay(Base):
 
 
 class MetricTotal(Base):
-    """Running lifetime totals, so lifetime reads never scan history."""
+    """Running lifetime totals of the custom counters, so lifetime reads never scan
+    history (the built-in metrics': ``member_totals``)."""
 
     __tablename__ = "metric_totals"
     __table_args__ = _ROOM_FOR_UPDATES

@@ -30,6 +30,7 @@ from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.programs import LadderRow
 from tierwise.db.repos.upsert import BULK_MIN_ROWS, pg_driver
+from tierwise.db.tables import BUILTIN_COLUMNS
 from tierwise.domain.activity import (
     ActivityType,
     Effects,
@@ -1580,14 +1581,21 @@ class _Batch:
         return latest
 
 
+_WIDE = ", ".join(BUILTIN_COLUMNS)
 _FIGURES_PG = (
-    "SELECT member_id, metric, NULL::date AS day, value FROM metric_totals "
+    f"SELECT member_id, NULL::date AS day, NULL::text AS metric, 0::bigint AS value, {_WIDE} "
+    "FROM member_totals WHERE program_id = $1 AND member_id = ANY($2::bigint[]) "
+    f"UNION ALL SELECT member_id, day, NULL, 0, {_WIDE} "
+    "FROM member_days WHERE program_id = $1 AND member_id = ANY($2::bigint[]) "
+    "AND day >= $4 AND cardinality($5::text[]) > 0 "
+    "UNION ALL SELECT member_id, NULL, metric, value, 0, 0, 0, 0, 0 FROM metric_totals "
     "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
-    "UNION ALL "
-    "SELECT member_id, metric, day, value FROM metric_days "
+    "UNION ALL SELECT member_id, day, metric, value, 0, 0, 0, 0, 0 FROM metric_days "
     "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($5::text[]) "
     "AND day >= $4"
 )
+"""Totals and buckets as stored: a built-in metrics' row (``metric`` NULL) with every
+built-in metric, or a custom counter's row (``metric``, ``value``)."""
 
 
 async def _load_figures(
@@ -1625,12 +1633,29 @@ async def _load_figures(
         min(firsts) if firsts and day_metrics else None,
         sorted(day_metrics),
     )
-    for member_id, metric, day, value in rows:
-        figure = figures[member_id]
+    total_columns = [(m, 4 + i) for i, m in enumerate(BUILTIN_COLUMNS) if m in metrics]
+    day_columns = [(m, 4 + i) for i, m in enumerate(BUILTIN_COLUMNS) if m in day_metrics]
+    for row in rows:
+        figure = figures[row[0]]
+        day = row[1]
+        metric = row[2]
         if day is None:
-            figure.totals[metric] = value
+            totals = figure.totals
+            if metric is None:
+                for name, at in total_columns:
+                    totals[name] = row[at]
+            else:
+                totals[metric] = row[3]
         elif figure.days_from is not None and day >= figure.days_from:
-            figure.days.setdefault(metric, {})[day] = value
+            days = figure.days
+            if metric is None:
+                for name, at in day_columns:
+                    found = days.get(name)
+                    if found is None:
+                        found = days[name] = {}
+                    found[day] = row[at]
+            else:
+                days.setdefault(metric, {})[day] = row[3]
     return figures
 
 

@@ -26,9 +26,11 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tierwise.db.repos.activities import totals_sql
 from tierwise.db.repos.members import MemberRow
 from tierwise.db.repos.state_json import assignment_of
 from tierwise.db.repos.upsert import pg_driver
+from tierwise.db.tables import BUILTIN_COLUMNS
 from tierwise.domain.calendar import local_date, start_of_day
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.state import Assignment, TierState
@@ -161,35 +163,22 @@ async def sums(
     low, high = member_ids[0], member_ids[-1]
     lifetime = [i for i, k in enumerate(keys) if spans.starts[k] is None]
     windowed = [i for i, k in enumerate(keys) if spans.starts[k] is not None]
+    wide = [i for i in windowed if keys[i][0] in BUILTIN_COLUMNS]
+    narrow = [i for i in windowed if keys[i][0] not in BUILTIN_COLUMNS]
     wanted = set(member_ids)
     found: dict[int, list[int]] = {}
-    if windowed:
-        args: list[Any] = [program_id, low, high, sorted({keys[i][0] for i in windowed})]
-        args.append(min(d for i in windowed if (d := spans.starts[keys[i]]) is not None))
-        args.append(spans.end_day)
-        columns = []
-        for i in windowed:
-            args.append(keys[i][0])
-            args.append(spans.starts[keys[i]])
-            columns.append(
-                f"COALESCE(sum(value) FILTER (WHERE metric = ${len(args) - 1}::text "
-                f"AND day >= ${len(args)}::date), 0)::bigint"
-            )
-        rows = await driver.fetch(
-            f"SELECT member_id, {', '.join(columns)} FROM metric_days "
-            "WHERE program_id = $1 AND member_id BETWEEN $2 AND $3 "
-            "AND metric = ANY($4::text[]) AND day >= $5::date AND day <= $6::date "
-            "GROUP BY member_id",
-            *args,
-        )
-        if not lifetime:
-            # The common case: the row is the tuple.
+    for part in (wide, narrow):
+        if not part:
+            continue
+        rows = await _windowed(driver, program_id, spans, keys, part, low, high, wide=part is wide)
+        if len(part) == len(keys):
+            # The common case (every key a built-in metric over a window): the row is the tuple.
             done = {r[0]: tuple(r)[1:] for r in rows if r[0] in wanted}
             return {m: done.get(m, zeros) for m in member_ids}
         for row in rows:
             if row[0] in wanted:
-                values = found[row[0]] = list(zeros)
-                for j, i in enumerate(windowed, start=1):
+                values = found.get(row[0]) or found.setdefault(row[0], list(zeros))
+                for j, i in enumerate(part, start=1):
                     values[i] = row[j]
     if lifetime:
         metrics = sorted({keys[i][0] for i in lifetime})
@@ -203,7 +192,48 @@ async def sums(
     return {m: tuple(found[m]) if m in found else zeros for m in member_ids}
 
 
-_TOTALS_PG = (
-    "SELECT member_id, metric, value FROM metric_totals "
-    "WHERE program_id = $1 AND member_id BETWEEN $2 AND $3 AND metric = ANY($4::text[])"
-)
+async def _windowed(
+    driver: Any,
+    program_id: int,
+    spans: SharedSpans,
+    keys: Sequence[MeasureKey],
+    part: list[int],
+    low: int,
+    high: int,
+    *,
+    wide: bool,
+) -> list[Any]:
+    """Per member between ``low`` and ``high``: ``(member_id, sum of each key of part)``,
+    the built-in metrics' from ``member_days`` (``wide``), the custom counters' from
+    ``metric_days``."""
+    args: list[Any] = [program_id, low, high]
+    args.append(min(d for i in part if (d := spans.starts[keys[i]]) is not None))
+    args.append(spans.end_day)
+    columns = []
+    for i in part:
+        args.append(spans.starts[keys[i]])
+        if wide:
+            columns.append(
+                f"COALESCE(sum({keys[i][0]}) FILTER (WHERE day >= ${len(args)}::date), 0)::bigint"
+            )
+        else:
+            args.append(keys[i][0])
+            columns.append(
+                f"COALESCE(sum(value) FILTER (WHERE day >= ${len(args) - 1}::date "
+                f"AND metric = ${len(args)}::text), 0)::bigint"
+            )
+    table = "member_days" if wide else "metric_days"
+    if not wide:
+        args.append(sorted({keys[i][0] for i in part}))
+    only = "" if wide else f"AND metric = ANY(${len(args)}::text[]) "
+    rows: list[Any] = await driver.fetch(
+        f"SELECT member_id, {', '.join(columns)} FROM {table} "
+        "WHERE program_id = $1 AND member_id BETWEEN $2 AND $3 "
+        f"{only}AND day >= $4::date AND day <= $5::date "
+        "GROUP BY member_id",
+        *args,
+    )
+    return rows
+
+
+_TOTALS_PG = totals_sql("$1", "BETWEEN $2 AND $3", "$4::text[]")

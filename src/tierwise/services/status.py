@@ -202,11 +202,9 @@ _NO_STATE = TierState()
 
 
 _FIGURES_PG = (
-    "SELECT metric, NULL::date AS day, value FROM metric_totals "
-    "WHERE program_id = $1 AND member_id = $2 AND metric = ANY($3::text[]) "
-    "UNION ALL "
-    "SELECT metric, day, value FROM metric_days "
-    "WHERE program_id = $1 AND member_id = $2 AND metric = ANY($4::text[]) AND day >= $5"
+    ledger.totals_sql("$1", "= $2", "$3::text[]", member=False, no_day=True)
+    + " UNION ALL "
+    + ledger.days_sql("$1", "= $2", "$4::text[]", "$5", member=False)
 )
 
 

@@ -14,16 +14,35 @@ from typing import Any
 import orjson
 
 from tierwise.db.repos.members import STATE_COLUMNS, STATE_TYPES, state_rows
+from tierwise.db.tables import BUILTIN_COLUMNS
 from tierwise.domain.state import TierState
 
 # -- window sums --------------------------------------------------------------------------
 
+
+def _builtin(table: str) -> str:
+    """The built-in metric ``u.metric`` read from a ``member_days`` / ``member_totals`` row
+    (NULL for a custom counter)."""
+    cases = " ".join(f"WHEN '{m}' THEN {table}.{m}" for m in BUILTIN_COLUMNS)
+    return f"CASE u.metric {cases} END"
+
+
+_BUILTINS = ", ".join(f"'{m}'" for m in BUILTIN_COLUMNS)
+
 #: One row per request, in request order: the lifetime total (``lo`` is NULL) or the sum
-#: of the daily buckets from ``lo`` to ``hi`` (both whole local days, inclusive).
-_SUMS = """
-SELECT CASE WHEN u.lo IS NULL THEN
+#: of the daily buckets from ``lo`` to ``hi`` (both whole local days, inclusive); the
+#: built-in metrics from the columns of ``member_totals`` / ``member_days``, the custom
+#: counters from ``metric_totals`` / ``metric_days``.
+_SUMS = f"""
+SELECT CASE WHEN u.lo IS NULL AND u.metric IN ({_BUILTINS}) THEN
+         (SELECT {_builtin("t")} FROM member_totals t
+          WHERE t.member_id = u.m AND t.program_id = $1)
+       WHEN u.lo IS NULL THEN
          (SELECT t.value FROM metric_totals t
           WHERE t.member_id = u.m AND t.program_id = $1 AND t.metric = u.metric)
+       WHEN u.metric IN ({_BUILTINS}) THEN
+         (SELECT sum({_builtin("d")})::bigint FROM member_days d
+          WHERE d.member_id = u.m AND d.program_id = $1 AND d.day >= u.lo AND d.day <= u.hi)
        ELSE
          (SELECT sum(d.value)::bigint FROM metric_days d
           WHERE d.member_id = u.m AND d.program_id = $1 AND d.metric = u.metric

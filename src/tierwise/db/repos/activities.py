@@ -11,7 +11,16 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos.upsert import BULK_MIN_ROWS, add_to, pg_driver
-from tierwise.db.tables import Activity, Base, Member, MetricDay, MetricTotal
+from tierwise.db.tables import (
+    BUILTIN_COLUMNS,
+    Activity,
+    Base,
+    Member,
+    MemberDay,
+    MemberTotal,
+    MetricDay,
+    MetricTotal,
+)
 from tierwise.db.types import UTCDateTime
 from tierwise.domain.activity import ActivityType, Recorded
 from tierwise.domain.calendar import start_of_day
@@ -144,18 +153,42 @@ async def add_activities(conn: AsyncConnection, rows: list[dict[str, Any]]) -> N
 async def add_to_buckets(
     conn: AsyncConnection, day_rows: list[dict[str, Any]], total_rows: list[dict[str, Any]]
 ) -> None:
-    await add_to(
-        conn,
-        Base.metadata.tables["metric_days"],
-        day_rows,
-        keys=["member_id", "program_id", "metric", "day"],
-    )
-    await add_to(
-        conn,
-        Base.metadata.tables["metric_totals"],
-        total_rows,
-        keys=["member_id", "program_id", "metric"],
-    )
+    """Add ``day_rows`` (member_id, program_id, metric, day, value) to the daily buckets and
+    ``total_rows`` (the same without the day) to the running totals: the built-in metrics
+    to ``member_days`` / ``member_totals``, one row per member (and day), the custom
+    counters to ``metric_days`` / ``metric_totals``."""
+    for rows, counters, builtins, keys in (
+        (day_rows, MetricDay, MemberDay, ("member_id", "program_id", "day")),
+        (total_rows, MetricTotal, MemberTotal, ("member_id", "program_id")),
+    ):
+        wide: dict[tuple[Any, ...], dict[str, Any]] = {}
+        narrow: list[dict[str, Any]] = []
+        for row in rows:
+            metric = row["metric"]
+            if metric not in BUILTIN_COLUMNS:
+                narrow.append(row)
+                continue
+            key = tuple(row[k] for k in keys)
+            found = wide.get(key)
+            if found is None:
+                found = wide[key] = {**dict(zip(keys, key, strict=True)), **_ZEROS}
+            found[metric] += row["value"]
+        await add_to(
+            conn,
+            Base.metadata.tables[builtins.__tablename__],
+            [wide[k] for k in sorted(wide)],
+            keys=keys,
+            columns=BUILTIN_COLUMNS,
+        )
+        await add_to(
+            conn,
+            Base.metadata.tables[counters.__tablename__],
+            narrow,
+            keys=(*keys[:2], "metric", *keys[2:]),
+        )
+
+
+_ZEROS = dict.fromkeys(BUILTIN_COLUMNS, 0)
 
 
 async def load_figures(
@@ -195,18 +228,41 @@ async def load_figures(
             await driver.fetch(_DAYS_PG, program_id, ids, day_wanted, min(firsts)) if firsts else ()
         )
     else:
-        totals = ()
+        totals = []
         if with_totals:
-            totals = await conn.execute(
+            wide = await conn.execute(
+                select(
+                    MemberTotal.member_id, *(MemberTotal.__table__.c[m] for m in BUILTIN_COLUMNS)
+                ).where(MemberTotal.program_id == program_id, MemberTotal.member_id.in_(ids))
+            )
+            wanted_totals = sorted(metrics)
+            totals = [(r[0], *mv) for r in wide for mv in unpivot(r, wanted_totals, 1)]
+            totals += await conn.execute(
                 select(MetricTotal.member_id, MetricTotal.metric, MetricTotal.value).where(
                     MetricTotal.program_id == program_id,
                     MetricTotal.member_id.in_(ids),
                     MetricTotal.metric.in_(sorted(metrics)),
                 )
             )
-        days = ()
+        days = []
         if firsts:
-            days = await conn.execute(
+            wide_days = await conn.execute(
+                select(
+                    MemberDay.member_id,
+                    MemberDay.day,
+                    *(MemberDay.__table__.c[m] for m in BUILTIN_COLUMNS),
+                ).where(
+                    MemberDay.program_id == program_id,
+                    MemberDay.member_id.in_(ids),
+                    MemberDay.day >= min(firsts),
+                )
+            )
+            days = [
+                (r[0], metric, r[1], value)
+                for r in wide_days
+                for metric, value in unpivot(r, day_wanted, 2)
+            ]
+            days += await conn.execute(
                 select(MetricDay.member_id, MetricDay.metric, MetricDay.day, MetricDay.value).where(
                     MetricDay.program_id == program_id,
                     MetricDay.member_id.in_(ids),
@@ -223,15 +279,60 @@ async def load_figures(
     return figures
 
 
-_TOTALS_PG = (
-    "SELECT member_id, metric, value FROM metric_totals "
-    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[])"
+_UNPIVOT = (
+    "CROSS JOIN LATERAL (VALUES "
+    + ", ".join(f"('{m}', w.{m})" for m in BUILTIN_COLUMNS)
+    + ") AS v(metric, value)"
 )
-_DAYS_PG = (
-    "SELECT member_id, metric, day, value FROM metric_days "
-    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
-    "AND day >= $4"
-)
+
+
+def totals_sql(
+    program: str, members: str, metrics: str, *, member: bool = True, no_day: bool = False
+) -> str:
+    """``SELECT [member_id,] metric, [NULL::date AS day,] value`` of the running totals of
+    the metrics in the array ``metrics`` (SQL), for program ``program`` and the members
+    whose ``member_id`` satisfies ``members`` (a condition's right-hand side, as
+    ``= ANY($2::bigint[])``): the built-in metrics' columns, one row per metric, and the
+    custom counters' rows. PostgreSQL."""
+    head = "w.member_id, " if member else ""
+    day = "NULL::date AS day, " if no_day else ""
+    return (
+        f"SELECT {head}v.metric, {day}v.value FROM member_totals w {_UNPIVOT} "
+        f"WHERE w.program_id = {program} AND w.member_id {members} "
+        f"AND v.metric = ANY({metrics}) "
+        f"UNION ALL SELECT {head.replace('w.', '')}metric, {day}value FROM metric_totals "
+        f"WHERE program_id = {program} AND member_id {members} AND metric = ANY({metrics})"
+    )
+
+
+def days_sql(program: str, members: str, metrics: str, first: str, *, member: bool = True) -> str:
+    """``SELECT [member_id,] metric, day, value`` of the daily buckets from day ``first`` on,
+    as ``totals_sql``."""
+    head = "w.member_id, " if member else ""
+    return (
+        f"SELECT {head}v.metric, w.day, v.value FROM member_days w {_UNPIVOT} "
+        f"WHERE w.program_id = {program} AND w.member_id {members} "
+        f"AND w.day >= {first} AND v.metric = ANY({metrics}) "
+        f"UNION ALL SELECT {head.replace('w.', '')}metric, day, value FROM metric_days "
+        f"WHERE program_id = {program} AND member_id {members} AND metric = ANY({metrics}) "
+        f"AND day >= {first}"
+    )
+
+
+_TOTALS_PG = totals_sql("$1", "= ANY($2::bigint[])", "$3::text[]")
+_DAYS_PG = days_sql("$1", "= ANY($2::bigint[])", "$3::text[]", "$4")
+
+
+def unpivot(row: Sequence[Any], wanted: Iterable[str], start: int) -> Iterable[tuple[str, int]]:
+    """``(metric, value)`` of the wanted built-in metrics of a ``member_days`` /
+    ``member_totals`` row whose metric columns begin at ``start``."""
+    for metric in wanted:
+        at = _COLUMN_AT.get(metric)
+        if at is not None:
+            yield metric, row[start + at]
+
+
+_COLUMN_AT = {m: i for i, m in enumerate(BUILTIN_COLUMNS)}
 
 
 async def load_day(
@@ -279,6 +380,54 @@ async def activities_in_days(
 
 
 # -- PostgreSQL: every write of a batch in one statement ---------------------------------
+
+_BUILTIN_LIST = ", ".join(f"'{m}'" for m in BUILTIN_COLUMNS)
+_PIVOT = ", ".join(
+    f"COALESCE(sum(value) FILTER (WHERE metric = '{m}'), 0)::bigint" for m in BUILTIN_COLUMNS
+)
+
+
+def _add_wide(table: str) -> str:
+    return ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in BUILTIN_COLUMNS)
+
+
+def bucket_writes(days: str, totals: str | None) -> str:
+    """CTEs (without the leading ``WITH``, each ending in a comma) adding the day deltas
+    ``days`` (a relation of member_id, program_id, metric, day, value) to the buckets and
+    the running totals: the built-in metrics pivoted to one row per member (and day), the
+    custom counters one row per metric. ``totals`` (member_id, program_id, metric, value)
+    are the running totals' deltas, or None to sum them from ``days``."""
+    total_rows = (
+        f"SELECT member_id, program_id, metric, sum(value) AS value FROM {days} GROUP BY 1, 2, 3"
+        if totals is None
+        else f"SELECT * FROM {totals}"
+    )
+    names = ", ".join(BUILTIN_COLUMNS)
+    return f"""bd AS (
+    INSERT INTO member_days (member_id, program_id, day, {names})
+    SELECT member_id, program_id, day, {_PIVOT} FROM {days}
+    WHERE metric IN ({_BUILTIN_LIST}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (member_id, program_id, day) DO UPDATE SET {_add_wide("member_days")}
+), cd AS (
+    INSERT INTO metric_days (member_id, program_id, metric, day, value)
+    SELECT member_id, program_id, metric, day, value FROM {days}
+    WHERE metric NOT IN ({_BUILTIN_LIST}) ORDER BY 1, 2, 3, 4
+    ON CONFLICT (member_id, program_id, metric, day)
+    DO UPDATE SET value = metric_days.value + EXCLUDED.value
+), tr AS ({total_rows}
+), bt AS (
+    INSERT INTO member_totals (member_id, program_id, {names})
+    SELECT member_id, program_id, {_PIVOT} FROM tr
+    WHERE metric IN ({_BUILTIN_LIST}) GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (member_id, program_id) DO UPDATE SET {_add_wide("member_totals")}
+), ct AS (
+    INSERT INTO metric_totals (member_id, program_id, metric, value)
+    SELECT member_id, program_id, metric, value FROM tr
+    WHERE metric NOT IN ({_BUILTIN_LIST}) ORDER BY 1, 2, 3
+    ON CONFLICT (member_id, program_id, metric)
+    DO UPDATE SET value = metric_totals.value + EXCLUDED.value
+),"""
+
 
 ACTIVITY_COLUMNS = (
     "uuid",
@@ -336,17 +485,13 @@ WITH a AS (
 }
     FROM unnest({_params(_FIRST, _ACTIVITY_TYPES)}) AS v({", ".join(ACTIVITY_COLUMNS)})
     RETURNING id, uuid
-), d AS (
-    INSERT INTO metric_days (member_id, program_id, metric, day, value)
+), dd AS (
     SELECT * FROM unnest({_params(_DAYS_AT, ("bigint", "bigint", "text", "date", "bigint"))})
-    ON CONFLICT (member_id, program_id, metric, day)
-    DO UPDATE SET value = metric_days.value + EXCLUDED.value
-), t AS (
-    INSERT INTO metric_totals (member_id, program_id, metric, value)
+    AS v(member_id, program_id, metric, day, value)
+), td AS (
     SELECT * FROM unnest({_params(_TOTALS_AT, ("bigint", "bigint", "text", "bigint"))})
-    ON CONFLICT (member_id, program_id, metric)
-    DO UPDATE SET value = metric_totals.value + EXCLUDED.value
-), m AS (
+    AS v(member_id, program_id, metric, value)
+), {bucket_writes("dd", "td")} m AS (
     UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
     FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
     WHERE members.id = v.id
@@ -398,18 +543,32 @@ async def write_batch_pg(
 # temporary table of day deltas, then one statement applies the deltas.
 
 _DELTAS = "tw_metric_day_deltas"
+_WIDE_DELTAS = "tw_member_day_deltas"
+_NAMES = ", ".join(BUILTIN_COLUMNS)
 _CREATE_DELTAS_PG = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_DELTAS} "
     "(member_id bigint, program_id bigint, metric text, day date, value bigint) "
-    "ON COMMIT DELETE ROWS"
+    "ON COMMIT DELETE ROWS; "
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_WIDE_DELTAS} "
+    f"(member_id bigint, program_id bigint, day date, "
+    f"{', '.join(f'{m} bigint' for m in BUILTIN_COLUMNS)}) ON COMMIT DELETE ROWS"
 )
 _APPLY_DELTAS_PG = f"""
-WITH d AS (
+WITH bd AS (
+    INSERT INTO member_days (member_id, program_id, day, {_NAMES})
+    SELECT member_id, program_id, day, {_NAMES} FROM {_WIDE_DELTAS} ORDER BY 1, 2, 3
+    ON CONFLICT (member_id, program_id, day) DO UPDATE SET {_add_wide("member_days")}
+), bt AS (
+    INSERT INTO member_totals (member_id, program_id, {_NAMES})
+    SELECT member_id, program_id, {", ".join(f"sum({m})" for m in BUILTIN_COLUMNS)}
+    FROM {_WIDE_DELTAS} GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (member_id, program_id) DO UPDATE SET {_add_wide("member_totals")}
+), cd AS (
     INSERT INTO metric_days (member_id, program_id, metric, day, value)
     SELECT member_id, program_id, metric, day, value FROM {_DELTAS} ORDER BY 1, 2, 3, 4
     ON CONFLICT (member_id, program_id, metric, day)
     DO UPDATE SET value = metric_days.value + EXCLUDED.value
-), t AS (
+), ct AS (
     INSERT INTO metric_totals (member_id, program_id, metric, value)
     SELECT member_id, program_id, metric, sum(value) FROM {_DELTAS}
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
@@ -425,6 +584,29 @@ CROSS JOIN LATERAL (SELECT uuid, id FROM activities WHERE uuid = k.uuid LIMIT 1)
 """
 
 
+def pivot(
+    days: Sequence[tuple[int, int, str, date, int]],
+) -> tuple[list[list[Any]], list[tuple[int, int, str, date, int]]]:
+    """The day deltas ``days`` (member, program, metric, day, value) as rows of
+    ``member_days`` (member, program, day, then each built-in metric; in key order when
+    ``days`` are) and the custom counters' rows as they are."""
+    wide: dict[tuple[int, int, date], list[Any]] = {}
+    counters: list[tuple[int, int, str, date, int]] = []
+    at = _COLUMN_AT
+    width = len(BUILTIN_COLUMNS)
+    for row in days:
+        column = at.get(row[2])
+        if column is None:
+            counters.append(row)
+            continue
+        key = (row[0], row[1], row[3])
+        found = wide.get(key)
+        if found is None:
+            found = wide[key] = [row[0], row[1], row[3], *([0] * width)]
+        found[3 + column] += row[4]
+    return list(wide.values()), counters
+
+
 async def copy_batch_pg(
     driver: Any,
     *,
@@ -437,9 +619,10 @@ async def copy_batch_pg(
 ) -> dict[str, int]:
     """``write_batch_pg`` for many rows (``activities`` in ``LEDGER_COLUMNS`` order, with
     ``tenant_id`` and ``now`` in every row): ``COPY`` the activities into the ledger and the
-    day deltas into a temporary table; one statement then adds them to the buckets and
-    (summed per metric) to the running totals, sets the last activities and returns the
-    ids asked for. Four round trips whatever the size.
+    day deltas into temporary tables (the built-in metrics one row per member and day,
+    ``pivot``); one statement then adds them to the buckets and the running totals, sets
+    the last activities and returns the ids asked for. Four round trips (five with custom
+    counters) whatever the size.
 
     (Passing the deltas and totals as array parameters instead saves the temporary table
     and ~10-15 % of this statement's PostgreSQL CPU, but asyncpg encodes each array
@@ -447,9 +630,14 @@ async def copy_batch_pg(
     against 2 ms for the two COPY round trips, measured 2026-11-22.)"""
     await driver.copy_records_to_table("activities", records=activities, columns=LEDGER_COLUMNS)
     await driver.execute(_CREATE_DELTAS_PG)
+    wide, counters = pivot(days)
     await driver.copy_records_to_table(
-        _DELTAS, records=days, columns=["member_id", "program_id", "metric", "day", "value"]
+        _WIDE_DELTAS, records=wide, columns=["member_id", "program_id", "day", *BUILTIN_COLUMNS]
     )
+    if counters:
+        await driver.copy_records_to_table(
+            _DELTAS, records=counters, columns=["member_id", "program_id", "metric", "day", "value"]
+        )
     rows = await driver.fetch(
         _APPLY_DELTAS_PG,
         list(ids_of),

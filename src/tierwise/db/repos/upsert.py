@@ -17,16 +17,17 @@ async def add_to(
     rows: Sequence[dict[str, Any]],
     *,
     keys: Sequence[str],
-    column: str = "value",
+    columns: Sequence[str] = ("value",),
 ) -> None:
-    """Insert ``rows`` or add their ``column`` to the existing rows with the same ``keys``."""
+    """Insert ``rows`` or add their ``columns`` to the existing rows with the same
+    ``keys``."""
     if not rows:
         return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
-        set_={column: table.c[column] + stmt.excluded[column]},
+        set_={column: table.c[column] + stmt.excluded[column] for column in columns},
     )
     await conn.execute(stmt, list(rows))
 
