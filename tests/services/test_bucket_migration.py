@@ -9,7 +9,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import _admin_execute
 from tierwise.db.migrate import alembic_config
+from tierwise.domain.request_hash import purchase_hash
 from tierwise.settings import Settings, normalise_database_url
 
 BEFORE = "a3c9e5f1d7b2"
@@ -138,3 +139,55 @@ def test_the_buckets_move_to_one_row_per_member_and_back(url: str) -> None:
 
     command.downgrade(config, BEFORE)
     assert _narrow(url) == (set(DAYS), set(TOTALS))
+
+
+def test_the_downgrade_writes_out_the_fingerprints_left_empty(url: str) -> None:
+    """Code before this release compares a stored ``request_hash`` as it is (R12): the
+    downgrade writes out the ones left empty, as ``purchase_hash`` writes them."""
+    config = alembic_config(Settings(database_url=url))
+    command.upgrade(config, AFTER)
+    at = datetime(2026, 11, 22, 10, 33, 4, 367769, tzinfo=UTC)
+    rows = [
+        (1, "k-1", "", 1250, None),
+        (2, "k-2", "", 990, "EUR"),
+        (3, "k-3", "f" * 64, 5, None),  # stored whole: left alone
+    ]
+    _run(
+        url,
+        (
+            "INSERT INTO tenants (id, uuid, name, require_distinct_approver, created_at) "
+            "VALUES (1, 't', 't', false, :at)",
+            [{"at": at}],
+        ),
+        (
+            "INSERT INTO members (id, uuid, tenant_id, external_id, enrolled_at, "
+            "created_at, updated_at) VALUES (7, 'u', 1, 'm \"7\"', :at, :at, :at)",
+            [{"at": at}],
+        ),
+        (
+            "INSERT INTO activities (id, uuid, tenant_id, member_id, program_id, type, "
+            "idempotency_key, request_hash, occurred_at, recorded_at, amount_minor, "
+            "currency, effects) VALUES (:id, :uuid, 1, 7, 1, 'purchase', :key, :hash, "
+            ":at, :at, :amount, :currency, '{}')",
+            [
+                {
+                    "id": i,
+                    "uuid": f"u-{i}",
+                    "key": key,
+                    "hash": h,
+                    "at": at,
+                    "amount": amount,
+                    "currency": currency,
+                }
+                for i, key, h, amount, currency in rows
+            ],
+        ),
+    )
+    command.downgrade(config, BEFORE)
+    [found] = _run(url, ("SELECT idempotency_key, request_hash FROM activities", None))
+    stamp = '"2026-11-22T10:33:04.367769Z"'
+    assert dict(found) == {
+        "k-1": purchase_hash(1250, None, "k-1", 'm "7"', stamp),
+        "k-2": purchase_hash(990, "EUR", "k-2", 'm "7"', stamp),
+        "k-3": "f" * 64,
+    }

@@ -12,6 +12,7 @@ member's latest one (one query per member and batch) and checks at each of those
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ from tierwise.services.ingest_plan import Plan, Starts, plan_for
 from tierwise.services.runtime import Caller, Runtime
 from tierwise.services.standing import Standings, time_ordered_uuids
 
+_log = logging.getLogger(__name__)
 MAX_BATCH = 1000
 MAX_POINTS = 10**15
 """Points one activity may earn: keeps every running total far inside 64 bits."""
@@ -196,6 +198,7 @@ async def record(rt: Runtime, caller: Caller, commands: list[ActivityCommand]) -
         except Exception:
             if attempt > 0:
                 raise
+            _log.debug("first attempt of a batch failed; looking keys up", exc_info=True)
     raise AssertionError("unreachable")
 
 

@@ -14,11 +14,20 @@ batches). The custom counters stay in ``metric_days`` / ``metric_totals``.
 
 The upgrade moves the built-in metrics' rows into the new tables; the downgrade moves
 them back (one row per metric whose value is not zero, as the writers left them).
+
+The same release stores an empty ``activities.request_hash`` for a usual purchase of a
+batch sent without a program id (``services.activities._stored_hash`` writes it again
+from the row when a repeat comes). Code before it compares the stored text as it is, so
+the downgrade writes those fingerprints out, with this revision's copy of
+``domain.request_hash.purchase_hash`` (a migration does not import application code).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from datetime import UTC
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,7 +86,49 @@ def upgrade() -> None:
     op.execute(f"DELETE FROM metric_totals WHERE metric IN ({wanted})")
 
 
+_activities = sa.table(
+    "activities",
+    sa.column("id", sa.BigInteger()),
+    sa.column("member_id", sa.BigInteger()),
+    sa.column("idempotency_key", sa.String()),
+    sa.column("request_hash", sa.String()),
+    sa.column("occurred_at", sa.DateTime(timezone=True)),
+    sa.column("amount_minor", sa.BigInteger()),
+    sa.column("currency", sa.String()),
+)
+_members = sa.table("members", sa.column("id", sa.BigInteger()), sa.column("external_id"))
+
+
+def _fingerprint(row: sa.Row[Any]) -> str:
+    """The request hash of a usual purchase sent without a program id, as this revision's
+    code writes it (``purchase_hash``)."""
+    at = row.occurred_at
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    stamp = at.isoformat().replace("+00:00", "Z")
+    text = encode_basestring_ascii
+    currency = "" if row.currency is None else f'"currency": {text(row.currency)}, '
+    body = (
+        f'{{"amount_minor": {row.amount_minor}, {currency}'
+        f'"idempotency_key": {text(row.idempotency_key)}, '
+        f'"member_id": {text(row.external_id)}, "occurred_at": "{stamp}", '
+        '"type": "purchase"}'
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def downgrade() -> None:
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.select(_activities, _members.c.external_id)
+        .join(_members, _members.c.id == _activities.c.member_id)
+        .where(_activities.c.request_hash == "")
+    ).all()
+    for row in rows:
+        bind.execute(
+            _activities.update()
+            .where(_activities.c.id == row.id)
+            .values(request_hash=_fingerprint(row))
+        )
     for m in _BUILTINS:
         op.execute(
             "INSERT INTO metric_days (member_id, program_id, metric, day, value) "
