@@ -236,6 +236,48 @@ _POINTS_BALANCE = BuiltinMetric.POINTS_BALANCE
 _EXACT = 10**27
 """Below this a product of two coefficients is exact in Decimal's default context (as in
 ``domain.earning``)."""
+_Terms = tuple[int, int, int, str]
+"""``(coefficient, multiplier, divisor, rate as text)`` of a lazy earn rate
+(``_Batch._lazy_rate``)."""
+
+
+def _usual_points(amount: int, terms: _Terms) -> int | None:
+    """The points a usual purchase of ``amount`` earns at the rate ``terms`` (R11), or None
+    when the quick paths do not compute them exactly (``_apply`` then does)."""
+    coefficient, multiplier, divisor, _ = terms
+    product = amount * coefficient
+    if product >= _EXACT:
+        return None
+    points = product * multiplier if divisor == 1 else product // divisor
+    return None if points > MAX_POINTS else points
+
+
+def _purchase_effects(spend: int, orders: int, points: int) -> Effects:
+    effects: Effects = {_SPEND: spend, _ORDERS: orders}
+    if points:
+        effects[_POINTS_EARNED] = points
+        effects[_POINTS_BALANCE] = points
+    return effects
+
+
+def _held(state: TierState, plan: Plan) -> bool:
+    """Whether an activity would touch the member's standing on this ladder beyond its
+    sums: an assignment, a grace period or an inactivity clock (``_after_activity``)."""
+    return (
+        state.assignment is not None
+        or state.grace_until is not None
+        or bool(state.level_key and state.level_key in plan.inactivity)
+    )
+
+
+def _lifts(plan: Plan, sums: list[int], effects: Effects, state: TierState) -> bool:
+    """Add ``effects`` to ``sums`` (the plan's keys, in place) and say whether the member
+    then qualifies above its level (R9)."""
+    for j, metric in enumerate(plan.metrics):
+        delta = effects.get(metric)
+        if delta:
+            sums[j] += delta
+    return plan.qualifies_higher(sums, state)
 
 
 @dataclass
@@ -296,7 +338,7 @@ class _Batch:
         """The asyncpg connection on PostgreSQL (set once the transaction has begun)."""
         self._days: dict[tuple[datetime, ZoneInfo], date] = {}
         self._day_spans: dict[ZoneInfo, tuple[datetime, datetime, date]] = {}
-        self._lazy_rates: dict[tuple[int, str | None], tuple[int, int, int, str] | None] = {}
+        self._lazy_rates: dict[tuple[int, str | None], _Terms | None] = {}
         """Per (program, level of its first ladder): the lazy earn rate's terms."""
         self._plans: dict[int, list[tuple[LadderRow, Ladder, Plan, Plan | None]]] = {}
 
@@ -666,7 +708,7 @@ class _Batch:
         return found
 
     @staticmethod
-    def _lazy_rate(currency: str, rate: Decimal) -> tuple[int, int, int, str] | None:
+    def _lazy_rate(currency: str, rate: Decimal) -> _Terms | None:
         """``(coefficient, multiplier, divisor, rate as text)`` of a finite non-negative
         earn rate, so that ``amount × coefficient × multiplier // divisor`` is the points
         ``earn_for_purchase`` gives (see ``domain.earning._part``: the same integers, while
@@ -679,13 +721,26 @@ class _Batch:
         multiplier, divisor = (10**shift, 1) if shift >= 0 else (1, 10**-shift)
         return coefficient, multiplier, divisor, format(rate.normalize(), "f")
 
-    def _rate_terms(
-        self, program: Program, earn_plan: Plan, state: TierState
-    ) -> tuple[int, int, int, str] | None:
+    def _earning(
+        self, work: _MemberWork, standings: Standings
+    ) -> tuple[list[tuple[LadderRow, Ladder, Plan, Plan | None]], TierState, _Terms] | None:
+        """What the quick paths need to know of the member's program: its ladders' plans,
+        the member's standing on the earning (first) ladder and the lazy earn rate's terms
+        at its level; None when there are no ladders or the rate has no exact terms."""
+        plans = self._ladder_plans(work.program.id)
+        if not plans:
+            return None
+        first_row, _, _, earn_plan = plans[0]
+        assert earn_plan is not None
+        state = standings.get(work.member_id, first_row.id)
+        terms = self._rate_terms(work.program, earn_plan, state)
+        return None if terms is None else (plans, state, terms)
+
+    def _rate_terms(self, program: Program, earn_plan: Plan, state: TierState) -> _Terms | None:
         """``_lazy_rate`` of the program's rate at the member's level on the earning
         ladder, once per program and level."""
         rate_key = (program.id, state.level_key)
-        terms: tuple[int, int, int, str] | None = self._lazy_rates.get(rate_key, _UNSEEN)
+        terms: _Terms | None = self._lazy_rates.get(rate_key, _UNSEEN)
         if terms is _UNSEEN:
             level_key = state.level_key
             current = earn_plan.by_key.get(level_key) if level_key else None
@@ -702,20 +757,16 @@ class _Batch:
         batch and must then find it not yet recorded (``_original``)."""
         commands = self.commands
         runs: dict[tuple[str, int], list[int]] = {}
+        mixed: set[str] = set()
         for index in fresh:
             command = commands[index]
+            if command.type is _RETURN:
+                return {}
             if command.type is not _PURCHASE:
-                if command.type is _RETURN:
-                    return {}
-                runs[(command.member_id, -1)] = []  # not all purchases: mark it
+                mixed.add(command.member_id)
                 continue
             key = (command.member_id, self.programs[command.program_id].id)
-            run = runs.get(key)
-            if run is None:
-                runs[key] = [index]
-            else:
-                run.append(index)
-        mixed = {member for member, pid in runs if pid == -1}
+            runs.setdefault(key, []).append(index)
         return {
             run[0]: run for (member, _), run in runs.items() if len(run) > 1 and member not in mixed
         }
@@ -738,17 +789,12 @@ class _Batch:
         last = figures.last_activity_at
         if last is not None and last > first_at:
             return None
-        plans = self._ladder_plans(program.id)
-        if not plans:
+        earning = self._earning(work, standings)
+        if earning is None:
             return None
-        first_row, _, _, earn_plan = plans[0]
-        assert earn_plan is not None
+        plans, state, terms = earning
+        rate_text = terms[3]
         member_id = work.member_id
-        state = standings.get(member_id, first_row.id)
-        terms = self._rate_terms(program, earn_plan, state)
-        if terms is None:
-            return None
-        coefficient, multiplier, divisor, rate_text = terms
         own = program.currency
         previous = first_at
         spend = earned = 0
@@ -760,11 +806,8 @@ class _Batch:
             if at < previous or amount is None or (currency is not None and currency != own):
                 return None
             previous = at
-            product = amount * coefficient
-            if product >= _EXACT:
-                return None
-            points = product * multiplier if divisor == 1 else product // divisor
-            if points > MAX_POINTS:
+            points = _usual_points(amount, terms)
+            if points is None:
                 return None
             points_of.append(points)
             spend += amount
@@ -773,29 +816,15 @@ class _Batch:
         day = self._day(first_at, tz)
         if self._day(previous, tz) != day or day in figures.day_activities:
             return None
-        effects: Effects = {_SPEND: spend, _ORDERS: len(commands)}
-        if earned:
-            effects[_POINTS_EARNED] = earned
-            effects[_POINTS_BALANCE] = earned
+        effects = _purchase_effects(spend, len(commands), earned)
         for i, (row, _, plan, earning_plan) in enumerate(plans):
             if i:
                 state = standings.get(member_id, row.id)
             use = earning_plan or plan
-            if (
-                not use.monotone
-                or state.assignment is not None
-                or state.grace_until is not None
-                or (state.level_key and state.level_key in plan.inactivity)
-            ):
+            if not use.monotone or _held(state, plan):
                 return None
             sums = self._starts.values(use, figures, tz, first_at, day)
-            if sums is None:
-                return None
-            for j, metric in enumerate(use.metrics):
-                delta = effects.get(metric)
-                if delta:
-                    sums[j] += delta
-            if use.qualifies_higher(sums, state):
+            if sums is None or _lifts(use, sums, effects, state):
                 return None
         # Nothing below can fail: record them. The figures take the run's sum as one
         # entry: no other activity of this member in the batch reads them one by one.
@@ -876,28 +905,15 @@ class _Batch:
         last = figures.last_activity_at
         if last is not None and last > at:
             return None
-        plans = self._ladder_plans(program.id)
-        if not plans:
+        earning = self._earning(work, standings)
+        if earning is None:
             return None
+        plans, state, terms = earning
         member_id = work.member_id
-        first_row, _, _, earn_plan = plans[0]
-        assert earn_plan is not None
-        state = standings.get(member_id, first_row.id)
-        terms = self._rate_terms(program, earn_plan, state)
-        if terms is None:
+        points = _usual_points(command.amount_minor or 0, terms)
+        if points is None:
             return None
-        coefficient, multiplier, divisor, rate_text = terms
-        amount = command.amount_minor or 0
-        product = amount * coefficient
-        if product >= _EXACT:
-            return None
-        points = product * multiplier if divisor == 1 else product // divisor
-        if points > MAX_POINTS:
-            return None
-        effects: Effects = {_SPEND: amount, _ORDERS: 1}
-        if points:
-            effects[_POINTS_EARNED] = points
-            effects[_POINTS_BALANCE] = points
+        effects = _purchase_effects(command.amount_minor or 0, 1, points)
         tz = work.tz
         day = self._day(at, tz)
         starts = self._starts
@@ -906,11 +922,7 @@ class _Batch:
         for i, (row, _, plan, earning_plan) in enumerate(plans):
             if i:
                 state = standings.get(member_id, row.id)
-            if (
-                state.assignment is not None
-                or state.grace_until is not None
-                or (state.level_key and state.level_key in plan.inactivity)
-            ):
+            if _held(state, plan):
                 return None
             use = earning_plan or plan
             # The sums after this member's previous quick purchase on the same day are the
@@ -929,11 +941,7 @@ class _Batch:
                 if found is None:
                     return None
                 sums = found
-            for j, metric in enumerate(use.metrics):
-                delta = effects.get(metric)
-                if delta:
-                    sums[j] += delta
-            if use.qualifies_higher(sums, state):
+            if _lifts(use, sums, effects, state):
                 return None
             checked.append((use, sums))
         # Nothing below can fail: record it.
@@ -941,7 +949,7 @@ class _Batch:
         for use, sums in checked:
             quick_sums[id(use)] = (figures.version, day, use, sums)
         work.recorded.append(at)
-        return self._add_usual(command, member_id, work.external_id, program.id, points, rate_text)
+        return self._add_usual(command, member_id, work.external_id, program.id, points, terms[3])
 
     async def _apply(
         self, index: int, command: ActivityCommand, work: _MemberWork, standings: Standings
