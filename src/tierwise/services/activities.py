@@ -1576,7 +1576,6 @@ class _Batch:
                 now=self.now,
                 activities=activities,
                 days=days,
-                totals=self._totals(days),
                 last_activity=sorted(self._latest(works).items()),
                 ids_of=causes,
             )

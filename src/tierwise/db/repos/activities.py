@@ -381,49 +381,39 @@ async def activities_in_days(
 
 # -- PostgreSQL: every write of a batch in one statement ---------------------------------
 
-_BUILTIN_LIST = ", ".join(f"'{m}'" for m in BUILTIN_COLUMNS)
-_PIVOT = ", ".join(
-    f"COALESCE(sum(value) FILTER (WHERE metric = '{m}'), 0)::bigint" for m in BUILTIN_COLUMNS
-)
+_NAMES = ", ".join(BUILTIN_COLUMNS)
+_WIDE_TYPES = ("bigint", "bigint", "date", *(["bigint"] * len(BUILTIN_COLUMNS)))
+_COUNTER_TYPES = ("bigint", "bigint", "text", "date", "bigint")
 
 
 def _add_wide(table: str) -> str:
     return ", ".join(f"{m} = {table}.{m} + EXCLUDED.{m}" for m in BUILTIN_COLUMNS)
 
 
-def bucket_writes(days: str, totals: str | None) -> str:
-    """CTEs (without the leading ``WITH``, each ending in a comma) adding the day deltas
-    ``days`` (a relation of member_id, program_id, metric, day, value) to the buckets and
-    the running totals: the built-in metrics pivoted to one row per member (and day), the
-    custom counters one row per metric. ``totals`` (member_id, program_id, metric, value)
-    are the running totals' deltas, or None to sum them from ``days``."""
-    total_rows = (
-        f"SELECT member_id, program_id, metric, sum(value) AS value FROM {days} GROUP BY 1, 2, 3"
-        if totals is None
-        else f"SELECT * FROM {totals}"
-    )
-    names = ", ".join(BUILTIN_COLUMNS)
+def bucket_writes(wide: str, counters: str) -> str:
+    """CTEs (without the leading ``WITH``, each ending in a comma) adding day deltas to the
+    buckets and the running totals: ``wide``, rows of ``member_days``' columns (one per
+    member and day, the built-in metrics; see ``pivot``), and ``counters``, rows of the
+    custom counters' (member_id, program_id, metric, day, value). Rows are written in key
+    order (every writer takes the rows' locks in that order)."""
     return f"""bd AS (
-    INSERT INTO member_days (member_id, program_id, day, {names})
-    SELECT member_id, program_id, day, {_PIVOT} FROM {days}
-    WHERE metric IN ({_BUILTIN_LIST}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    INSERT INTO member_days (member_id, program_id, day, {_NAMES})
+    SELECT member_id, program_id, day, {_NAMES} FROM {wide} ORDER BY 1, 2, 3
     ON CONFLICT (member_id, program_id, day) DO UPDATE SET {_add_wide("member_days")}
+), bt AS (
+    INSERT INTO member_totals (member_id, program_id, {_NAMES})
+    SELECT member_id, program_id, {", ".join(f"sum({m})" for m in BUILTIN_COLUMNS)}
+    FROM {wide} GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (member_id, program_id) DO UPDATE SET {_add_wide("member_totals")}
 ), cd AS (
     INSERT INTO metric_days (member_id, program_id, metric, day, value)
-    SELECT member_id, program_id, metric, day, value FROM {days}
-    WHERE metric NOT IN ({_BUILTIN_LIST}) ORDER BY 1, 2, 3, 4
+    SELECT member_id, program_id, metric, day, value FROM {counters} ORDER BY 1, 2, 3, 4
     ON CONFLICT (member_id, program_id, metric, day)
     DO UPDATE SET value = metric_days.value + EXCLUDED.value
-), tr AS ({total_rows}
-), bt AS (
-    INSERT INTO member_totals (member_id, program_id, {names})
-    SELECT member_id, program_id, {_PIVOT} FROM tr
-    WHERE metric IN ({_BUILTIN_LIST}) GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (member_id, program_id) DO UPDATE SET {_add_wide("member_totals")}
 ), ct AS (
     INSERT INTO metric_totals (member_id, program_id, metric, value)
-    SELECT member_id, program_id, metric, value FROM tr
-    WHERE metric NOT IN ({_BUILTIN_LIST}) ORDER BY 1, 2, 3
+    SELECT member_id, program_id, metric, sum(value) FROM {counters}
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (member_id, program_id, metric)
     DO UPDATE SET value = metric_totals.value + EXCLUDED.value
 ),"""
@@ -473,9 +463,9 @@ def _params(first: int, types: Sequence[str]) -> str:
     return ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
 
 
-_DAYS_AT = _FIRST + len(ACTIVITY_COLUMNS)
-_TOTALS_AT = _DAYS_AT + 5
-_MEMBERS_AT = _TOTALS_AT + 4
+_WIDE_AT = _FIRST + len(ACTIVITY_COLUMNS)
+_COUNTERS_AT = _WIDE_AT + len(_WIDE_TYPES)
+_MEMBERS_AT = _COUNTERS_AT + len(_COUNTER_TYPES)
 
 WRITE_BATCH_PG = f"""
 WITH a AS (
@@ -485,13 +475,13 @@ WITH a AS (
 }
     FROM unnest({_params(_FIRST, _ACTIVITY_TYPES)}) AS v({", ".join(ACTIVITY_COLUMNS)})
     RETURNING id, uuid
-), dd AS (
-    SELECT * FROM unnest({_params(_DAYS_AT, ("bigint", "bigint", "text", "date", "bigint"))})
+), wd AS (
+    SELECT * FROM unnest({_params(_WIDE_AT, _WIDE_TYPES)})
+    AS v(member_id, program_id, day, {_NAMES})
+), cd_rows AS (
+    SELECT * FROM unnest({_params(_COUNTERS_AT, _COUNTER_TYPES)})
     AS v(member_id, program_id, metric, day, value)
-), td AS (
-    SELECT * FROM unnest({_params(_TOTALS_AT, ("bigint", "bigint", "text", "bigint"))})
-    AS v(member_id, program_id, metric, value)
-), {bucket_writes("dd", "td")} m AS (
+), {bucket_writes("wd", "cd_rows")} m AS (
     UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
     FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
     WHERE members.id = v.id
@@ -507,21 +497,22 @@ async def write_batch_pg(
     now: datetime,
     activities: Sequence[Sequence[Any]],
     days: Sequence[tuple[int, int, str, date, int]],
-    totals: Sequence[tuple[int, int, str, int]],
     last_activity: Sequence[tuple[int, datetime]],
     ids_of: Sequence[str],
 ) -> dict[str, int]:
-    """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text), add
-    ``days`` and ``totals`` to the buckets and running totals, set the members' last
-    activity — one statement, one round trip, every row set as one array per column.
+    """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text), add the
+    day deltas ``days`` (member, program, metric, day, value; in key order) to the buckets
+    and the running totals, set the members' last activity — one statement, one round
+    trip, every row set as one array per column.
     Returns the ids of the activities whose uuids are in ``ids_of``.
 
     A clash on an idempotency key raises asyncpg's ``UniqueViolationError``."""
     columns: list[list[Any]] = [list(c) for c in zip(*activities, strict=True)][
         : len(ACTIVITY_COLUMNS)
     ] or [[] for _ in ACTIVITY_COLUMNS]
-    day_columns: list[list[Any]] = [list(c) for c in zip(*days, strict=True)] or [[]] * 5
-    total_columns: list[list[Any]] = [list(c) for c in zip(*totals, strict=True)] or [[]] * 4
+    wide, counters = pivot(days)
+    wide_columns = [list(c) for c in zip(*wide, strict=True)] or [[]] * len(_WIDE_TYPES)
+    counter_columns = [list(c) for c in zip(*counters, strict=True)] or [[]] * 5
     member_columns: list[list[Any]] = [list(c) for c in zip(*last_activity, strict=True)] or [
         [],
         [],
@@ -532,8 +523,8 @@ async def write_batch_pg(
         now,
         list(ids_of),
         *columns,
-        *day_columns,
-        *total_columns,
+        *wide_columns,
+        *counter_columns,
         *member_columns,
     )
     return {row[0]: row[1] for row in rows}
@@ -544,7 +535,6 @@ async def write_batch_pg(
 
 _DELTAS = "tw_metric_day_deltas"
 _WIDE_DELTAS = "tw_member_day_deltas"
-_NAMES = ", ".join(BUILTIN_COLUMNS)
 _CREATE_DELTAS_PG = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_DELTAS} "
     "(member_id bigint, program_id bigint, metric text, day date, value bigint) "
@@ -554,27 +544,7 @@ _CREATE_DELTAS_PG = (
     f"{', '.join(f'{m} bigint' for m in BUILTIN_COLUMNS)}) ON COMMIT DELETE ROWS"
 )
 _APPLY_DELTAS_PG = f"""
-WITH bd AS (
-    INSERT INTO member_days (member_id, program_id, day, {_NAMES})
-    SELECT member_id, program_id, day, {_NAMES} FROM {_WIDE_DELTAS} ORDER BY 1, 2, 3
-    ON CONFLICT (member_id, program_id, day) DO UPDATE SET {_add_wide("member_days")}
-), bt AS (
-    INSERT INTO member_totals (member_id, program_id, {_NAMES})
-    SELECT member_id, program_id, {", ".join(f"sum({m})" for m in BUILTIN_COLUMNS)}
-    FROM {_WIDE_DELTAS} GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (member_id, program_id) DO UPDATE SET {_add_wide("member_totals")}
-), cd AS (
-    INSERT INTO metric_days (member_id, program_id, metric, day, value)
-    SELECT member_id, program_id, metric, day, value FROM {_DELTAS} ORDER BY 1, 2, 3, 4
-    ON CONFLICT (member_id, program_id, metric, day)
-    DO UPDATE SET value = metric_days.value + EXCLUDED.value
-), ct AS (
-    INSERT INTO metric_totals (member_id, program_id, metric, value)
-    SELECT member_id, program_id, metric, sum(value) FROM {_DELTAS}
-    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (member_id, program_id, metric)
-    DO UPDATE SET value = metric_totals.value + EXCLUDED.value
-), m AS (
+WITH {bucket_writes(_WIDE_DELTAS, _DELTAS)} m AS (
     UPDATE members SET last_activity_at = v.at, updated_at = $4::timestamptz
     FROM unnest($2::bigint[], $3::timestamptz[]) AS v(id, at)
     WHERE members.id = v.id
