@@ -263,6 +263,30 @@ def test_set_based_sweep_equals_the_general_path(
         assert everything(set_based, member) == everything(general, member), member
 
 
+def _swept_twins(
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    body: dict[str, Any],
+    bodies: list[dict[str, Any]],
+    as_of: datetime,
+) -> tuple[Api, Api, dict[str, Any]]:
+    """Twin tenants with ``body`` and the activities ``bodies``, swept at ``as_of`` on the
+    set-based and on the general path; both sweeps' summaries must match (the first is
+    returned)."""
+    twins = tenant(client), tenant(client)
+    for api in twins:
+        p = program(api)
+        ladder(api, p["id"], body)
+        batch(api, bodies)
+    set_based, general = twins
+    monkeypatch.setattr(sweep_service, "SET_BASED", True)
+    first = sweep(set_based, as_of)
+    monkeypatch.setattr(sweep_service, "SET_BASED", False)
+    second = sweep(general, as_of)
+    assert first == second
+    return set_based, general, first
+
+
 def test_a_late_sweep_handles_every_missed_check_in_order(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,24 +304,14 @@ def test_a_late_sweep_handles_every_missed_check_in_order(
         True,
     )
     base = datetime(2023, 1, 1, tzinfo=UTC)
-    twins = tenant(client), tenant(client)
-    for api in twins:
-        p = program(api)
-        ladder(api, p["id"], body)
-        batch(
-            api,
-            [
-                activity_body("m1", points=3200, at=iso(base)),
-                activity_body("m2", points=3200, at=iso(base + timedelta(hours=12))),
-                activity_body("m2", points=1500, at=iso(base + timedelta(days=200))),
-            ],
-        )
-    set_based, general = twins
-    monkeypatch.setattr(sweep_service, "SET_BASED", True)
-    first = sweep(set_based, base + timedelta(days=900))
-    monkeypatch.setattr(sweep_service, "SET_BASED", False)
-    second = sweep(general, base + timedelta(days=900))
-    assert first == second
+    bodies = [
+        activity_body("m1", points=3200, at=iso(base)),
+        activity_body("m2", points=3200, at=iso(base + timedelta(hours=12))),
+        activity_body("m2", points=1500, at=iso(base + timedelta(days=200))),
+    ]
+    set_based, general, first = _swept_twins(
+        client, monkeypatch, body, bodies, base + timedelta(days=900)
+    )
     assert first["events"] > first["standings"]
     for member in ("m1", "m2"):
         assert everything(set_based, member) == everything(general, member), member
@@ -322,26 +336,15 @@ def test_a_counter_in_a_maintain_rule_is_summed_by_both_paths(
     )
     base = datetime(2024, 1, 1, tzinfo=UTC)
     later = base + timedelta(days=30)
-    twins = tenant(client), tenant(client)
-    for api in twins:
-        p = program(api)
-        ladder(api, p["id"], body)
-        batch(
-            api,
-            [
-                activity_body("m1", points=3200, at=iso(base)),
-                activity_body("m2", points=3200, at=iso(base)),
-                activity_body("m1", "counter", counter="reviews", quantity=6, at=iso(later)),
-                activity_body("m2", "counter", counter="reviews", quantity=2, at=iso(later)),
-            ],
-        )
-    set_based, general = twins
-    as_of = base + timedelta(days=366)
-    monkeypatch.setattr(sweep_service, "SET_BASED", True)
-    first = sweep(set_based, as_of)
-    monkeypatch.setattr(sweep_service, "SET_BASED", False)
-    second = sweep(general, as_of)
-    assert first == second
+    bodies = [
+        activity_body("m1", points=3200, at=iso(base)),
+        activity_body("m2", points=3200, at=iso(base)),
+        activity_body("m1", "counter", counter="reviews", quantity=6, at=iso(later)),
+        activity_body("m2", "counter", counter="reviews", quantity=2, at=iso(later)),
+    ]
+    set_based, general, _ = _swept_twins(
+        client, monkeypatch, body, bodies, base + timedelta(days=366)
+    )
     assert [level_key(only_ladder(set_based, m)) for m in ("m1", "m2")] == ["platinum", "gold"]
     for member in ("m1", "m2"):
         assert everything(set_based, member) == everything(general, member), member
