@@ -14,8 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from tests.api.helpers import activity_body, batch, error_of, figures, meter
+from tests.api.helpers import (
+    activity_body,
+    batch,
+    error_of,
+    figures,
+    history,
+    level_key,
+    meter,
+    only_ladder,
+    silver_gold,
+)
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api
@@ -110,3 +121,43 @@ def test_a_reused_key_is_refused_before_the_other_errors(api: Api) -> None:
     assert figures(api, "k1", program_id=program_id)["spend"] == 1_000
     alone = api.post("/v1/activities", json=unknown)
     error_of(alone, 404, "activity_not_found")
+
+
+def _events(api: Api, member: str) -> int:
+    rt = api.runtime()
+
+    async def read() -> int:
+        async with rt.engine.connect() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT count(*) FROM events e JOIN members m ON m.id = e.member_id "
+                    "JOIN tenants t ON t.id = m.tenant_id "
+                    "WHERE t.name = :tenant AND m.external_id = :member"
+                ),
+                {"tenant": api.key.tenant, "member": member},
+            )
+            return int(found.scalar_one())
+
+    assert api.client.portal is not None
+    count: int = api.client.portal.call(read)
+    return count
+
+
+def test_a_level_change_in_a_batch_run_twice_is_recorded_once(api: Api) -> None:
+    """R22, R23: the first attempt's upgrade is rolled back with it; the history and the
+    outbox hold the second attempt's only."""
+    found = add_program(api, name="Once", currency="EUR", earn_rate="1")
+    add_ladder(api, found["id"], silver_gold())
+    stored = activity_body(
+        "up1", "points_credit", at="2025-03-01T10:00:00Z", key="o-1", program_id=found["id"]
+    ) | {"points": 100}
+    batch(api, [stored])
+    lift = activity_body(
+        "up1", "points_credit", at="2025-03-02T10:00:00Z", key="o-2", program_id=found["id"]
+    ) | {"points": 450}
+    answer = batch(api, [stored, lift])
+    assert (answer["accepted"], answer["duplicates"]) == (1, 1)
+    assert [c["to"] for c in answer["results"][1]["tier_changes"]] == ["silver"]
+    assert level_key(only_ladder(api, "up1", program_id=found["id"])) == "silver"
+    assert [(h["kind"], h["to_level"]) for h in history(api, "up1")] == [("upgraded", "silver")]
+    assert _events(api, "up1") == 1
