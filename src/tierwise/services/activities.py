@@ -722,11 +722,16 @@ class _Batch:
         return coefficient, multiplier, divisor, format(rate.normalize(), "f")
 
     def _earning(
-        self, work: _MemberWork, standings: Standings
+        self, work: _MemberWork, standings: Standings, at: datetime
     ) -> tuple[list[tuple[LadderRow, Ladder, Plan, Plan | None]], TierState, _Terms] | None:
-        """What the quick paths need to know of the member's program: its ladders' plans,
-        the member's standing on the earning (first) ladder and the lazy earn rate's terms
-        at its level; None when there are no ladders or the rate has no exact terms."""
+        """What the quick paths need to know of the member's program for purchases from
+        ``at`` on: its ladders' plans, the member's standing on the earning (first) ladder
+        and the lazy earn rate's terms at its level; None when the purchase is late (R13:
+        before the member's latest activity), there are no ladders or the rate has no
+        exact terms."""
+        last = work.figures.last_activity_at
+        if last is not None and last > at:
+            return None
         plans = self._ladder_plans(work.program.id)
         if not plans:
             return None
@@ -786,10 +791,7 @@ class _Batch:
         figures = work.figures
         commands = [self.commands[i] for i in run]
         first_at = commands[0].occurred_at
-        last = figures.last_activity_at
-        if last is not None and last > first_at:
-            return None
-        earning = self._earning(work, standings)
+        earning = self._earning(work, standings, first_at)
         if earning is None:
             return None
         plans, state, terms = earning
@@ -902,10 +904,7 @@ class _Batch:
             return None
         figures = work.figures
         at = command.occurred_at
-        last = figures.last_activity_at
-        if last is not None and last > at:
-            return None
-        earning = self._earning(work, standings)
+        earning = self._earning(work, standings, at)
         if earning is None:
             return None
         plans, state, terms = earning
