@@ -269,7 +269,17 @@ BUILTIN_COLUMNS = ("spend", "orders", "points_earned", "points_balance", "visits
 ``member_days`` and ``member_totals``."""
 
 
-class MemberDay(Base):
+class _BuiltinMetrics:
+    """The built-in metrics as columns (``BUILTIN_COLUMNS``), zero until written."""
+
+    spend: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    orders: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    visits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class MemberDay(_BuiltinMetrics, Base):
     """Per-member, per-program daily sums of the built-in metrics in the program's zone:
     one row per member and day, every built-in metric a column (revision e7b3d1f9a2c4;
     custom counters are in ``metric_days``)."""
@@ -280,14 +290,9 @@ class MemberDay(Base):
     member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    spend: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    orders: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    points_earned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    visits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class MemberTotal(Base):
+class MemberTotal(_BuiltinMetrics, Base):
     """Running lifetime totals of the built-in metrics, one row per member and program."""
 
     __tablename__ = "member_totals"
@@ -295,11 +300,6 @@ class MemberTotal(Base):
 
     member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    spend: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    orders: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    points_earned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    visits: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class MetricDay(Base):
