@@ -47,6 +47,31 @@ def silver_gold(**ladder: Any) -> dict[str, Any]:
     }
 
 
+def spend_ladder(timing: str, *, silver: int, gold: int, gold_points: int) -> dict[str, Any]:
+    """A ladder with a floor that upgrades on spend over 30 rolling days (gold also on
+    lifetime points earned), with earn multipliers whose points need rounding (R11), under
+    the upgrade timing ``timing``."""
+    rolling_30 = {"type": "rolling_days", "days": 30}
+    return {
+        "key": "status",
+        "name": "Status",
+        "upgrade_timing": timing,
+        "levels": [
+            level("base", 1, is_floor=True, earn_multiplier="1.1"),
+            level(
+                "silver", 2, criterion("spend", silver, window=rolling_30), earn_multiplier="1.5"
+            ),
+            level(
+                "gold",
+                3,
+                criterion("spend", gold, window=rolling_30),
+                criterion("points_earned", gold_points),
+                earn_multiplier="2.25",
+            ),
+        ],
+    }
+
+
 def program(api: Api, **fields: Any) -> dict[str, Any]:
     body = {"name": "Main", "time_zone": "UTC", "currency": "USD", "earn_rate": "1", **fields}
     response = api.post("/v1/programs", json=body)

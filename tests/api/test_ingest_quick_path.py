@@ -20,39 +20,15 @@ from tests.api.helpers import (
     activity_body,
     batch,
     comparable_result,
-    criterion,
     figures,
     history_rows,
-    level,
     meter,
+    spend_ladder,
 )
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api
 from tierwise.services import activities
-
-ROLLING_30 = {"type": "rolling_days", "days": 30}
-
-
-def _ladder(timing: str) -> dict[str, Any]:
-    return {
-        "key": "status",
-        "name": "Status",
-        "upgrade_timing": timing,
-        "levels": [
-            level("base", 1, is_floor=True, earn_multiplier="1.1"),
-            level(
-                "silver", 2, criterion("spend", 40_000, window=ROLLING_30), earn_multiplier="1.5"
-            ),
-            level(
-                "gold",
-                3,
-                criterion("spend", 90_000, window=ROLLING_30),
-                criterion("points_earned", 1_500),
-                earn_multiplier="2.25",
-            ),
-        ],
-    }
 
 
 def _bodies(program_id: int, prefix: str, days: int) -> list[dict[str, Any]]:
@@ -89,7 +65,9 @@ def test_the_quick_path_records_what_the_general_path_records(
     programs = []
     for name in ("Quick", "General"):
         found = add_program(api, name=name, currency="EUR", earn_rate="0.333333")
-        add_ladder(api, found["id"], _ladder(timing))
+        add_ladder(
+            api, found["id"], spend_ladder(timing, silver=40_000, gold=90_000, gold_points=1_500)
+        )
         add_ladder(api, found["id"], meter())
         programs.append(found)
     quick, general = programs

@@ -31,36 +31,15 @@ from tests.api.helpers import (
     history_rows,
     level,
     meter,
+    spend_ladder,
 )
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api
 from tierwise.services import activities
 
-ROLLING_30 = {"type": "rolling_days", "days": 30}
 MEMBERS = 10
 PER_MEMBER = 10
-
-
-def _status(timing: str) -> dict[str, Any]:
-    return {
-        "key": "status",
-        "name": "Status",
-        "upgrade_timing": timing,
-        "levels": [
-            level("base", 1, is_floor=True, earn_multiplier="1.1"),
-            level(
-                "silver", 2, criterion("spend", 60_000, window=ROLLING_30), earn_multiplier="1.5"
-            ),
-            level(
-                "gold",
-                3,
-                criterion("spend", 150_000, window=ROLLING_30),
-                criterion("points_earned", 900),
-                earn_multiplier="2.25",
-            ),
-        ],
-    }
 
 
 def _exact_orders() -> dict[str, Any]:
@@ -118,7 +97,9 @@ def test_runs_of_purchases_record_what_one_by_one_records(
     programs = []
     for name in ("Runs", "General"):
         found = add_program(api, name=name, currency="EUR", earn_rate="0.333333")
-        add_ladder(api, found["id"], _status(timing))
+        add_ladder(
+            api, found["id"], spend_ladder(timing, silver=60_000, gold=150_000, gold_points=900)
+        )
         if exact:
             add_ladder(api, found["id"], _exact_orders())
         add_ladder(api, found["id"], meter())
