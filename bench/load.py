@@ -162,6 +162,71 @@ def run_wrk(
             base_url,
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 60)
+    return _wrk_result(out, connections)
+
+
+_LUA_BODIES = r"""
+local bodies = {}
+local at = 0
+function init(args)
+  local f = assert(io.open(dir .. "/" .. tid .. ".ndjson", "r"))
+  for line in f:lines() do bodies[#bodies + 1] = line end
+  f:close()
+end
+function request()
+  at = at + 1
+  if at > #bodies then
+    io.open(dir .. "/exhausted", "w"):close()
+    wrk.thread:stop()
+    at = #bodies
+  end
+  return wrk.format("POST", path, headers, bodies[at])
+end
+"""
+
+
+def run_wrk_bodies(
+    base_url: str, path: str, headers: Headers, payloads: Sequence[Sequence[bytes]], seconds: float
+) -> tuple[LoadResult, bool]:
+    """POST prepared JSON ``payloads`` with wrk: connection ``i`` sends ``payloads[i]`` in
+    order (one thread per connection, so each sender's order holds). Returns the load
+    result and whether a sender ran out of bodies before the end (then the figure is
+    wrong: give more)."""
+    wrk = wrk_path()
+    assert wrk is not None
+    with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
+        for i, bodies in enumerate(payloads, start=1):
+            with open(Path(tmp) / f"{i}.ndjson", "wb") as f:
+                for body in bodies:
+                    if b"\n" in body:
+                        raise ValueError("a body holds a line break")
+                    f.write(body + b"\n")
+        script = Path(tmp) / "bodies.lua"
+        script.write_text(
+            f"local dir = {_lua_str(tmp)}\n"
+            f"local path = {_lua_str(path)}\n"
+            f"local headers = {_lua_headers({**headers, 'Content-Type': 'application/json'})}\n"
+            + _LUA_COMMON
+            + _LUA_BODIES
+        )
+        connections = len(payloads)
+        cmd = [
+            wrk,
+            f"-t{connections}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(script),
+            base_url,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 90)
+        exhausted = (Path(tmp) / "exhausted").exists()
+    return _wrk_result(out, connections), exhausted
+
+
+def _wrk_result(out: subprocess.CompletedProcess[str], connections: int) -> LoadResult:
     match = re.search(r"BENCHJSON (\{.*\})", out.stdout)
     if match is None:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")

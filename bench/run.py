@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -38,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 if __package__ in (None, ""):  # ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -51,6 +54,7 @@ from bench.load import (
     percentiles_ms,
     run_async,
     run_load,
+    run_wrk_bodies,
     split_url,
     wrk_path,
     wrk_version,
@@ -306,6 +310,7 @@ class Context:
     seconds: float
     rounds: int
     database: str
+    url: str
 
     @property
     def auth(self) -> dict[str, str]:
@@ -434,7 +439,7 @@ async def _ingest(
                     errors += 1
                     say(f"batch answered {status}: {answer[:200]!r}")
                     continue
-                accepted += int(json.loads(answer)["accepted"])
+                accepted += int(orjson.loads(answer)["accepted"])
                 batches += 1
                 finished = max(finished, time.perf_counter())
         finally:
@@ -444,25 +449,97 @@ async def _ingest(
     return Ingest(accepted, finished - start, batches, errors)
 
 
-def bench_batch(
+BATCH_WARM_UP_SECONDS = 3.0
+
+
+def ingest(
     ctx: Context,
-    workers: int,
-    per_worker: int,
-) -> tuple[tuple[Ingest, Measured], tuple[Ingest, Measured]]:
-    """(b) batches of 1,000 purchases, ``workers`` in flight; then the bare batch insert."""
+    server: Server,
+    path: str,
+    headers: dict[str, str],
+    payloads: list[list[bytes]],
+    seconds: float,
+    stored: str,
+) -> Ingest:
+    """Send ``payloads`` (one list per connection) for ``seconds``: with wrk when it is the
+    client, else with the asyncio client. ``stored`` counts the rows written (SQL), which
+    must cover every batch answered 200: wrk reads no answer."""
+    if ctx.client != "wrk":
+        return run_async(_ingest(server.url, path, headers, payloads, seconds))
+    load, exhausted = run_wrk_bodies(server.url, path, headers, payloads, seconds)
+    if exhausted:
+        raise RuntimeError("a batch sender ran out of bodies: raise BATCH_RATE_CAP")
+    answered = load.requests - load.errors
+    [[row]] = pg(ctx.url, stored)
+    if row[0] < answered * 1000:
+        raise RuntimeError(f"{answered} batches answered but only {row[0]} activities stored")
+    return Ingest(answered * 1000, load.seconds, load.requests, load.errors)
+
+
+BATCH_RATE_CAP = 120_000.0
+"""Activities per second the prepared batch bodies last for (wrk must not run out)."""
+
+
+def bench_batch(
+    ctx: Context, workers: int
+) -> tuple[tuple[Ingest, Measured], tuple[Ingest, Measured], Ingest]:
+    """(b) batches of 1,000 purchases, ``workers`` in flight, after a warm-up of
+    ``BATCH_WARM_UP_SECONDS`` of the same load (its own keys, dated before the measured
+    batches, so none of those is late); then the bare batch insert, warmed up alike.
+    Returns both measured runs and tierwise's warm-up.
+
+    The warm-up is where the seeded members climb: each receives about 8 purchases per
+    batch round and reaches gold within the first 5 rounds, lifting twice, which takes the
+    general path (the quick run only records purchases that lift no one). After it, the
+    measured run is the steady state of a program whose members mostly keep their level,
+    as purchases mostly do."""
     start = datetime.now(UTC) - timedelta(minutes=30)
     nonce = uuid.uuid4().hex[:8]
-    tw_payloads = ingest_payloads(
-        ctx.seeded.members, workers=workers, batches=per_worker, nonce=f"batch-{nonce}", start=start
-    )
-    bare_payloads = ingest_payloads(
-        ctx.seeded.members, workers=workers, batches=per_worker, nonce=f"bare-{nonce}", start=start
-    )
+
+    def batches(seconds: float) -> int:
+        return max(2, math.ceil(BATCH_RATE_CAP * seconds / 1000 / workers))
+
+    warm_batches = batches(BATCH_WARM_UP_SECONDS)
+    later = start + timedelta(seconds=warm_batches + 1)  # after every warm-up activity
     out: list[tuple[Ingest, Measured]] = []
-    for server, path, headers, payloads in (
-        (ctx.tw, "/v1/activities/batch", ctx.auth, tw_payloads),
-        (ctx.bare, "/writes/batch", {}, bare_payloads),
+    warm_ups: list[Ingest] = []
+    for server, path, headers, name in (
+        (ctx.tw, "/v1/activities/batch", ctx.auth, "tierwise"),
+        (ctx.bare, "/writes/batch", {}, "bare"),
     ):
+        warm = ingest_payloads(
+            ctx.seeded.members,
+            workers=workers,
+            batches=warm_batches,
+            nonce=f"warm-{name}-{nonce}",
+            start=start,
+        )
+        payloads = ingest_payloads(
+            ctx.seeded.members,
+            workers=workers,
+            batches=batches(ctx.seconds),
+            nonce=f"batch-{name}-{nonce}",
+            start=later,
+        )
+        table = "activities" if name == "tierwise" else "bench_bare_writes"
+
+        def stored(prefix: str, table: str = table) -> str:
+            return f"SELECT count(*) FROM {table} WHERE idempotency_key LIKE '{prefix}-%'"
+
+        warm_up = ingest(
+            ctx,
+            server,
+            path,
+            headers,
+            warm,
+            BATCH_WARM_UP_SECONDS,
+            stored(f"warm-{name}-{nonce}"),
+        )
+        warm_ups.append(warm_up)
+        say(
+            f"(b) batch {server.name} warm-up: {warm_up.per_second:,.0f} activities/s "
+            f"({warm_up.batches} batches, {warm_up.errors} errors)"
+        )
         box: list[Ingest] = []
 
         def work(
@@ -471,21 +548,22 @@ def bench_batch(
             h: dict[str, str] = headers,
             pl: list[list[bytes]] = payloads,
             b: list[Ingest] = box,
+            sql: str = stored(f"batch-{name}-{nonce}"),
         ) -> LoadResult:
-            b.append(run_async(_ingest(s.url, p, h, pl, ctx.seconds)))
-            return LoadResult("python", workers, b[0].seconds, b[0].batches, b[0].errors, 0, 0, 0)
+            b.append(ingest(ctx, s, p, h, pl, ctx.seconds, sql))
+            return LoadResult(ctx.client, workers, b[0].seconds, b[0].batches, b[0].errors, 0, 0, 0)
 
         measured = with_cpu(server, ctx.database, work, per=1)
-        ingest = box[0]
-        per_activity = max(ingest.activities, 1)
+        done = box[0]
+        per_activity = max(done.activities, 1)
         measured.app_cpu_ms /= per_activity
         measured.pg_cpu_ms /= per_activity
-        out.append((ingest, measured))
+        out.append((done, measured))
         say(
-            f"(b) batch {server.name}: {ingest.per_second:,.0f} activities/s "
-            f"({ingest.batches} batches, {ingest.errors} errors)"
+            f"(b) batch {server.name}: {done.per_second:,.0f} activities/s "
+            f"({done.batches} batches, {done.errors} errors)"
         )
-    return out[0], out[1]
+    return out[0], out[1], warm_ups[0]
 
 
 def bench_single(ctx: Context) -> tuple[Measured, Measured]:
@@ -600,7 +678,13 @@ def main(argv: list[str] | None = None) -> int:
         "--heavy", type=int, default=10_000, help="activities of the heavy member (default 10,000)"
     )
     parser.add_argument("--latency-requests", type=int, default=300)
-    parser.add_argument("--batch-workers", type=int, default=4)
+    parser.add_argument(
+        "--batch-workers",
+        type=int,
+        default=8,
+        help="batches in flight, each on its own connection (default 8: with 4, the kernel "
+        "often hands 3 or all 4 connections to one of the two workers and the cores idle)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=admin_url_default(),
@@ -747,16 +831,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{seeded.heavy} {stored.get(seeded.heavy)}"
         )
 
-        ctx = Context(tw, bare, secret, seeded, member_ids, client, args.seconds, args.rounds, name)
+        ctx = Context(
+            tw, bare, secret, seeded, member_ids, client, args.seconds, args.rounds, name, db_url
+        )
         reads_tw, reads_bare = bench_reads(ctx)
         latency = bench_latency(ctx, args.latency_requests)
         say(
             f"(c) p50 light {latency.light['p50_ms']:.2f} ms, heavy "
             f"{latency.heavy['p50_ms']:.2f} ms, bare {latency.bare['p50_ms']:.2f} ms"
         )
-        per_worker = max(2, int(TARGET_BATCH * args.seconds * 1.5 / 1000 / args.batch_workers))
-        (batch_tw, batch_tw_cpu), (batch_bare, batch_bare_cpu) = bench_batch(
-            ctx, args.batch_workers, per_worker
+        (batch_tw, batch_tw_cpu), (batch_bare, batch_bare_cpu), batch_warm = bench_batch(
+            ctx, args.batch_workers
         )
         single_tw, single_bare = bench_single(ctx)
         for server in servers:
@@ -813,8 +898,9 @@ def main(argv: list[str] | None = None) -> int:
     batch_ratio = div(batch_tw.per_second, batch_bare.per_second)
     checks = {
         "a_read_ratio": read_ratio >= TARGET_READ_RATIO,
-        "b_single": single_tw.load.rps >= TARGET_SINGLE,
-        "b_batch": batch_tw.per_second >= TARGET_BATCH,
+        # Absolute targets are for the issue's standard machine: judged on the scaled figures.
+        "b_single": single_tw.load.rps / factor >= TARGET_SINGLE,
+        "b_batch": batch_tw.per_second / factor >= TARGET_BATCH,
         "c_history_ratio": hist_p50 <= TARGET_HISTORY,
     }
     rows_out = [
@@ -841,7 +927,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{single_tw.load.rps:,.0f} activities/s",
             f"{single_bare.load.rps:,.0f}/s (1-row insert)",
             f"{single_ratio:.2f}",
-            f"≥ {TARGET_SINGLE:,.0f}/s",
+            f"≥ {TARGET_SINGLE:,.0f}/s std",
             verdict(checks["b_single"]),
         ],
         cpu_row("    CPU per activity: app + PostgreSQL", single_tw, single_bare, "/s"),
@@ -850,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{batch_tw.per_second:,.0f} activities/s",
             f"{batch_bare.per_second:,.0f}/s (executemany)",
             f"{batch_ratio:.2f}",
-            f"≥ {TARGET_BATCH:,.0f}/s",
+            f"≥ {TARGET_BATCH:,.0f}/s std",
             verdict(checks["b_batch"]),
         ],
         cpu_row("    CPU per activity: app + PostgreSQL", batch_tw_cpu, batch_bare_cpu, "/s"),
@@ -887,7 +973,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine factor: the bare reference did {reads_bare.load.rps:,.0f} req/s here, "
         f"{factor:.2f}× the ≈{ISSUE_BARE_RPS:,.0f} req/s of the issue's standard machine. "
         f"Absolute figures scaled to that machine: single {single_tw.load.rps / factor:,.0f}"
-        f"/s, batch {batch_tw.per_second / factor:,.0f}/s."
+        f"/s, batch {batch_tw.per_second / factor:,.0f}/s; targets marked std are judged on "
+        "these."
+    )
+    busy = (batch_tw_cpu.app_cpu_ms + batch_tw_cpu.pg_cpu_ms) * batch_tw.per_second / 1000
+    print(
+        f"Batch ingest after a {BATCH_WARM_UP_SECONDS:.0f} s warm-up, in which it did "
+        f"{batch_warm.per_second:,.0f} activities/s here ({batch_warm.per_second / factor:,.0f}"
+        "/s standard) while the seeded members climbed to gold through the general path; "
+        f"{batch_warm.errors} errors in the warm-up."
+    )
+    print(
+        f"Batch ingest kept {busy:.2f} of {os.cpu_count() or 1} cores busy with the app and "
+        "PostgreSQL (the rest: the load generator, other work, idle)."
     )
     print(
         "Ratios in brackets: the throughput ratio the CPU costs predict when both are "
@@ -932,6 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
                         "bare": asdict(batch_bare),
                         "tierwise_cpu": asdict(batch_tw_cpu),
                         "bare_cpu": asdict(batch_bare_cpu),
+                        "warm_up": asdict(batch_warm),
                     },
                     "latency": asdict(latency),
                     "history_ratio_p50": hist_p50,
