@@ -82,7 +82,13 @@ def _pg_cpu(pids: list[int]) -> float:
 
 
 async def _run(
-    url: str, secret: str, batches: int, members: int, profile: bool, statements: bool
+    url: str,
+    secret: str,
+    batches: int,
+    members: int,
+    profile: bool,
+    statements: bool,
+    fresh: bool = False,
 ) -> None:
     import asyncpg
 
@@ -105,6 +111,8 @@ async def _run(
     app = create_app(settings)
     rng = random.Random(5)
     names = [f"m{i:04d}" for i in range(1000)][:: 1000 // members][:members]
+    if fresh:  # members enrolled by the first batch, who climb the ladder (general path)
+        names = [f"fresh-{time.time_ns()}-{i}" for i in range(members)]
     nonce = f"cpu-{time.time_ns()}"
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     dbname = dsn.rsplit("/", 1)[1]
@@ -248,9 +256,24 @@ def main() -> None:
     parser.add_argument(
         "--statements", action="store_true", help="PostgreSQL CPU per statement (schedstat)"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="new members, who climb the ladder in the first batches (the general path)",
+    )
     args = parser.parse_args()
     url = args.database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    asyncio.run(_run(url, args.secret, args.batches, args.members, args.profile, args.statements))
+    asyncio.run(
+        _run(
+            url,
+            args.secret,
+            args.batches,
+            args.members,
+            args.profile,
+            args.statements,
+            args.fresh,
+        )
+    )
 
 
 if __name__ == "__main__":
