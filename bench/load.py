@@ -166,6 +166,9 @@ def run_wrk(
 
 
 _LUA_BODIES = r"""
+-- Replaces _LUA_COMMON's init: each thread (one connection) reads its own bodies.
+-- wrk calls request() once on the first thread before the run to check the script, so
+-- that thread's first body is never sent; no body is ever sent twice.
 local bodies = {}
 local at = 0
 function init(args)
@@ -178,20 +181,28 @@ function request()
   if at > #bodies then
     io.open(dir .. "/exhausted", "w"):close()
     wrk.thread:stop()
-    at = #bodies
+    return wrk.format("GET", "/bench-ran-out")  -- still sent: a 404, never a repeat
   end
   return wrk.format("POST", path, headers, bodies[at])
 end
 """
 
 
+@dataclass
+class SentBodies:
+    load: LoadResult
+    non_2xx: int
+    """Answers with a status outside 200-399 (counted in ``load.requests``)."""
+    exhausted: bool
+    """A sender ran out of bodies before the end (the figure is then wrong)."""
+
+
 def run_wrk_bodies(
     base_url: str, path: str, headers: Headers, payloads: Sequence[Sequence[bytes]], seconds: float
-) -> tuple[LoadResult, bool]:
+) -> SentBodies:
     """POST prepared JSON ``payloads`` with wrk: connection ``i`` sends ``payloads[i]`` in
-    order (one thread per connection, so each sender's order holds). Returns the load
-    result and whether a sender ran out of bodies before the end (then the figure is
-    wrong: give more)."""
+    order, one body per request (one thread per connection, so each sender's order
+    holds). ``seconds`` is rounded to whole seconds, as wrk takes them."""
     wrk = wrk_path()
     assert wrk is not None
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
@@ -223,7 +234,9 @@ def run_wrk_bodies(
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 90)
         exhausted = (Path(tmp) / "exhausted").exists()
-    return _wrk_result(out, connections), exhausted
+    load = _wrk_result(out, connections)
+    match = re.search(r'"status": (\d+)', out.stdout)
+    return SentBodies(load, int(match.group(1)) if match else 0, exhausted)
 
 
 def _wrk_result(out: subprocess.CompletedProcess[str], connections: int) -> LoadResult:

@@ -450,6 +450,13 @@ async def _ingest(
 
 
 BATCH_WARM_UP_SECONDS = 3.0
+BATCH_MEMBERS = 250
+"""Members per batch body (each with 1,000 / 250 = 4 purchases), whatever the number of
+batches in flight: per-member work (locks, state reads, bucket rows) is a fixed share of
+every batch."""
+BATCH_RATE_CAP = 160_000.0
+"""Activities per second the prepared batch bodies last for: wrk must not run out. At
+8 s that is 1,280 bodies of ~150 KB per server, written to a temporary folder."""
 
 
 def ingest(
@@ -459,86 +466,83 @@ def ingest(
     headers: dict[str, str],
     payloads: list[list[bytes]],
     seconds: float,
-    stored: str,
 ) -> Ingest:
-    """Send ``payloads`` (one list per connection) for ``seconds``: with wrk when it is the
-    client, else with the asyncio client. ``stored`` counts the rows written (SQL), which
-    must cover every batch answered 200: wrk reads no answer."""
+    """Send ``payloads`` (one list per connection, in order) for ``seconds``: with wrk when
+    it is the client, else with the asyncio client (which reads every answer's count)."""
     if ctx.client != "wrk":
         return run_async(_ingest(server.url, path, headers, payloads, seconds))
-    load, exhausted = run_wrk_bodies(server.url, path, headers, payloads, seconds)
-    if exhausted:
-        raise RuntimeError("a batch sender ran out of bodies: raise BATCH_RATE_CAP")
-    answered = load.requests - load.errors
-    [[row]] = pg(ctx.url, stored)
-    if row[0] < answered * 1000:
-        raise RuntimeError(f"{answered} batches answered but only {row[0]} activities stored")
-    return Ingest(answered * 1000, load.seconds, load.requests, load.errors)
+    sent = run_wrk_bodies(server.url, path, headers, payloads, seconds)
+    if sent.exhausted:  # it stopped: the figure is low, never high
+        say("a batch sender ran out of bodies (raise BATCH_RATE_CAP): the figure is too low")
+    answered = sent.load.requests - sent.non_2xx
+    return Ingest(answered * 1000, sent.load.seconds, answered, sent.load.errors)
 
 
-BATCH_RATE_CAP = 120_000.0
-"""Activities per second the prepared batch bodies last for (wrk must not run out)."""
+def check_stored(ctx: Context, done: Ingest, table: str, prefix: str, in_flight: int) -> None:
+    """wrk reads no answer: the rows stored under ``prefix`` must cover every batch
+    answered 200, and no more than those and the ``in_flight`` batches cut off at the end
+    (a body never repeats, so a 200 is never a replay)."""
+    [[row]] = pg(ctx.url, f"SELECT count(*) FROM {table} WHERE idempotency_key LIKE '{prefix}-%'")
+    stored = int(row[0])
+    if not done.activities <= stored <= done.activities + in_flight * 1000:
+        raise RuntimeError(
+            f"{done.batches} batches answered 200 but {stored} activities stored under {prefix}"
+        )
 
 
 def bench_batch(
     ctx: Context, workers: int
 ) -> tuple[tuple[Ingest, Measured], tuple[Ingest, Measured], Ingest]:
-    """(b) batches of 1,000 purchases, ``workers`` in flight, after a warm-up of
-    ``BATCH_WARM_UP_SECONDS`` of the same load (its own keys, dated before the measured
-    batches, so none of those is late); then the bare batch insert, warmed up alike.
-    Returns both measured runs and tierwise's warm-up.
+    """(b) batches of 1,000 purchases over ``BATCH_MEMBERS`` members each, ``workers`` in
+    flight, each sender with its own members (so batches never wait on each other's
+    member locks); then the bare batch insert alike. Returns both measured runs and
+    tierwise's warm-up.
 
-    The warm-up is where the seeded members climb: each receives about 8 purchases per
-    batch round and reaches gold within the first 5 rounds, lifting twice, which takes the
-    general path (the quick run only records purchases that lift no one). After it, the
-    measured run is the steady state of a program whose members mostly keep their level,
-    as purchases mostly do."""
+    Each run follows a warm-up of ``BATCH_WARM_UP_SECONDS`` with the same load for other
+    members (connections, prepared statements, caches). The measured members start from
+    the seed (at most silver) or from nothing (enrolled by their first purchase) and climb
+    during the run: a member's first batch lifts them to silver and about the eighth to
+    gold, so about 2 batches in 30 take the general path, which evaluates every
+    purchase, and the rest the quick runs."""
     start = datetime.now(UTC) - timedelta(minutes=30)
     nonce = uuid.uuid4().hex[:8]
+    size = BATCH_MEMBERS * workers
+    seeded = ctx.seeded.members[:size]
+    members = seeded + [f"bm-{nonce}-{i}" for i in range(size - len(seeded))]
+    warm_members = [f"wm-{nonce}-{i}" for i in range(size)]
 
     def batches(seconds: float) -> int:
-        return max(2, math.ceil(BATCH_RATE_CAP * seconds / 1000 / workers))
+        return 2 + math.ceil(BATCH_RATE_CAP * seconds / 1000 / workers)
 
-    warm_batches = batches(BATCH_WARM_UP_SECONDS)
-    later = start + timedelta(seconds=warm_batches + 1)  # after every warm-up activity
     out: list[tuple[Ingest, Measured]] = []
     warm_ups: list[Ingest] = []
     for server, path, headers, name in (
         (ctx.tw, "/v1/activities/batch", ctx.auth, "tierwise"),
         (ctx.bare, "/writes/batch", {}, "bare"),
     ):
+        table = "activities" if name == "tierwise" else "bench_bare_writes"
         warm = ingest_payloads(
-            ctx.seeded.members,
+            warm_members,
             workers=workers,
-            batches=warm_batches,
+            batches=batches(BATCH_WARM_UP_SECONDS),
             nonce=f"warm-{name}-{nonce}",
             start=start,
         )
-        payloads = ingest_payloads(
-            ctx.seeded.members,
-            workers=workers,
-            batches=batches(ctx.seconds),
-            nonce=f"batch-{name}-{nonce}",
-            start=later,
-        )
-        table = "activities" if name == "tierwise" else "bench_bare_writes"
-
-        def stored(prefix: str, table: str = table) -> str:
-            return f"SELECT count(*) FROM {table} WHERE idempotency_key LIKE '{prefix}-%'"
-
-        warm_up = ingest(
-            ctx,
-            server,
-            path,
-            headers,
-            warm,
-            BATCH_WARM_UP_SECONDS,
-            stored(f"warm-{name}-{nonce}"),
-        )
+        warm_up = ingest(ctx, server, path, headers, warm, BATCH_WARM_UP_SECONDS)
+        del warm
+        if ctx.client == "wrk":
+            check_stored(ctx, warm_up, table, f"warm-{name}-{nonce}", workers)
         warm_ups.append(warm_up)
         say(
             f"(b) batch {server.name} warm-up: {warm_up.per_second:,.0f} activities/s "
             f"({warm_up.batches} batches, {warm_up.errors} errors)"
+        )
+        payloads = ingest_payloads(
+            members,
+            workers=workers,
+            batches=batches(ctx.seconds),
+            nonce=f"batch-{name}-{nonce}",
+            start=start,
         )
         box: list[Ingest] = []
 
@@ -548,13 +552,14 @@ def bench_batch(
             h: dict[str, str] = headers,
             pl: list[list[bytes]] = payloads,
             b: list[Ingest] = box,
-            sql: str = stored(f"batch-{name}-{nonce}"),
         ) -> LoadResult:
-            b.append(ingest(ctx, s, p, h, pl, ctx.seconds, sql))
+            b.append(ingest(ctx, s, p, h, pl, ctx.seconds))
             return LoadResult(ctx.client, workers, b[0].seconds, b[0].batches, b[0].errors, 0, 0, 0)
 
         measured = with_cpu(server, ctx.database, work, per=1)
         done = box[0]
+        if ctx.client == "wrk":
+            check_stored(ctx, done, table, f"batch-{name}-{nonce}", workers)
         per_activity = max(done.activities, 1)
         measured.app_cpu_ms /= per_activity
         measured.pg_cpu_ms /= per_activity
@@ -891,6 +896,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"server logs kept in {logdir}")
 
     factor = reads_bare.load.rps / ISSUE_BARE_RPS or 1.0
+    # Targets are judged on figures scaled down to the standard machine, never up: a
+    # bare figure below the standard one says as much about other load (or the Python
+    # client) as about the machine.
+    scale = max(factor, 1.0)
     read_ratio = div(reads_tw.load.rps, reads_bare.load.rps)
     hist_p50 = div(latency.heavy["p50_ms"], latency.light["p50_ms"], default=float("inf"))
     hist_p95 = div(latency.heavy["p95_ms"], latency.light["p95_ms"], default=float("inf"))
@@ -899,8 +908,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = {
         "a_read_ratio": read_ratio >= TARGET_READ_RATIO,
         # Absolute targets are for the issue's standard machine: judged on the scaled figures.
-        "b_single": single_tw.load.rps / factor >= TARGET_SINGLE,
-        "b_batch": batch_tw.per_second / factor >= TARGET_BATCH,
+        "b_single": single_tw.load.rps / scale >= TARGET_SINGLE,
+        "b_batch": batch_tw.per_second / scale >= TARGET_BATCH,
         "c_history_ratio": hist_p50 <= TARGET_HISTORY,
     }
     rows_out = [
@@ -972,16 +981,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Machine factor: the bare reference did {reads_bare.load.rps:,.0f} req/s here, "
         f"{factor:.2f}× the ≈{ISSUE_BARE_RPS:,.0f} req/s of the issue's standard machine. "
-        f"Absolute figures scaled to that machine: single {single_tw.load.rps / factor:,.0f}"
-        f"/s, batch {batch_tw.per_second / factor:,.0f}/s; targets marked std are judged on "
-        "these."
+        f"Absolute figures scaled to that machine (never up): single "
+        f"{single_tw.load.rps / scale:,.0f}/s, batch {batch_tw.per_second / scale:,.0f}/s; "
+        "targets marked std are judged on these."
     )
     busy = (batch_tw_cpu.app_cpu_ms + batch_tw_cpu.pg_cpu_ms) * batch_tw.per_second / 1000
     print(
         f"Batch ingest after a {BATCH_WARM_UP_SECONDS:.0f} s warm-up, in which it did "
-        f"{batch_warm.per_second:,.0f} activities/s here ({batch_warm.per_second / factor:,.0f}"
-        "/s standard) while the seeded members climbed to gold through the general path; "
-        f"{batch_warm.errors} errors in the warm-up."
+        f"{batch_warm.per_second:,.0f} activities/s here for other members, who climbed "
+        f"from nothing; {batch_warm.errors} errors in the warm-up."
     )
     print(
         f"Batch ingest kept {busy:.2f} of {os.cpu_count() or 1} cores busy with the app and "
