@@ -113,6 +113,9 @@ async def _run(
     names = [f"m{i:04d}" for i in range(1000)][:: 1000 // members][:members]
     if fresh:  # members enrolled by the first batch, who climb the ladder (general path)
         names = [f"fresh-{time.time_ns()}-{i}" for i in range(members)]
+    # The warm-up's batches go to other members: with --fresh, the measured ones enrol
+    # and climb in the measured batches.
+    warm_names = [f"{n}-warm" for n in names] if fresh else names
     nonce = f"cpu-{time.time_ns()}"
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     dbname = dsn.rsplit("/", 1)[1]
@@ -121,7 +124,7 @@ async def _run(
     # After every stored activity: a back-dated one takes the late path (R13).
     start = max(datetime.now(UTC), (latest or datetime.now(UTC)) + timedelta(seconds=1))
 
-    def body(b: int) -> bytes:
+    def body(b: int, names: list[str] = names) -> bytes:
         acts = [
             purchase(
                 names[i % len(names)],
@@ -176,7 +179,8 @@ async def _run(
             raise RuntimeError(f"batch answered {status}: {b''.join(chunks)[:300]!r}")
 
     async with app.router.lifespan_context(app):
-        bodies = [body(b) for b in range(batches + 3)]
+        bodies = [body(b, warm_names) for b in range(3)]
+        bodies += [body(b) for b in range(3, batches + 3)]
         for raw in bodies[:3]:  # warm up: caches, pool, prepared statements
             await post(raw)
         pids = [

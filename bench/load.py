@@ -166,24 +166,22 @@ def run_wrk(
 
 
 _LUA_BODIES = r"""
--- Replaces _LUA_COMMON's init: each thread (one connection) reads its own bodies.
--- wrk calls request() once on the first thread before the run to check the script, so
--- that thread's first body is never sent; no body is ever sent twice.
-local bodies = {}
-local at = 0
+-- Replaces _LUA_COMMON's init: each thread (one connection) opens its own bodies and
+-- reads one per request (reading them all first would start the threads before wrk's
+-- clock). wrk calls request() once on the first thread before the run to check the
+-- script, so that thread's first body is never sent; no body is ever sent twice.
+local file
 function init(args)
-  local f = assert(io.open(dir .. "/" .. tid .. ".ndjson", "r"))
-  for line in f:lines() do bodies[#bodies + 1] = line end
-  f:close()
+  file = assert(io.open(dir .. "/" .. tid .. ".ndjson", "r"))
 end
 function request()
-  at = at + 1
-  if at > #bodies then
+  local body = file:read("*l")
+  if body == nil then
     io.open(dir .. "/exhausted", "w"):close()
     wrk.thread:stop()
     return wrk.format("GET", "/bench-ran-out")  -- still sent: a 404, never a repeat
   end
-  return wrk.format("POST", path, headers, bodies[at])
+  return wrk.format("POST", path, headers, body)
 end
 """
 
@@ -201,8 +199,8 @@ def run_wrk_bodies(
     base_url: str, path: str, headers: Headers, payloads: Sequence[Sequence[bytes]], seconds: float
 ) -> SentBodies:
     """POST prepared JSON ``payloads`` with wrk: connection ``i`` sends ``payloads[i]`` in
-    order, one body per request (one thread per connection, so each sender's order
-    holds). ``seconds`` is rounded to whole seconds, as wrk takes them."""
+    order, one body per request, each at most once (one thread per connection, so each
+    sender's order holds). ``seconds`` is rounded to whole seconds, as wrk takes them."""
     wrk = wrk_path()
     assert wrk is not None
     with tempfile.TemporaryDirectory(prefix="tierwise-bench-") as tmp:
