@@ -468,6 +468,19 @@ def _params(first: int, types: Sequence[str]) -> str:
     return ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
 
 
+def _delta_rows(first: int) -> str:
+    """CTEs ``wd`` and ``cd_rows`` (see ``bucket_writes``) of the day deltas passed as
+    arrays from parameter ``first`` on: ``member_days``' columns, then the counters'."""
+    counters_at = first + len(_WIDE_TYPES)
+    return f"""wd AS (
+    SELECT * FROM unnest({_params(first, _WIDE_TYPES)})
+    AS v(member_id, program_id, day, {_NAMES})
+), cd_rows AS (
+    SELECT * FROM unnest({_params(counters_at, _COUNTER_TYPES)})
+    AS v(member_id, program_id, metric, day, value)
+)"""
+
+
 _WIDE_AT = _FIRST + len(ACTIVITY_COLUMNS)
 _COUNTERS_AT = _WIDE_AT + len(_WIDE_TYPES)
 _MEMBERS_AT = _COUNTERS_AT + len(_COUNTER_TYPES)
@@ -480,13 +493,7 @@ WITH a AS (
 }
     FROM unnest({_params(_FIRST, _ACTIVITY_TYPES)}) AS v({", ".join(ACTIVITY_COLUMNS)})
     RETURNING id, uuid
-), wd AS (
-    SELECT * FROM unnest({_params(_WIDE_AT, _WIDE_TYPES)})
-    AS v(member_id, program_id, day, {_NAMES})
-), cd_rows AS (
-    SELECT * FROM unnest({_params(_COUNTERS_AT, _COUNTER_TYPES)})
-    AS v(member_id, program_id, metric, day, value)
-), {bucket_writes("wd", "cd_rows")} m AS (
+), {_delta_rows(_WIDE_AT)}, {bucket_writes("wd", "cd_rows")} m AS (
     UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
     FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
     WHERE members.id = v.id
@@ -512,23 +519,17 @@ async def write_batch_pg(
     Returns the ids of the activities whose uuids are in ``ids_of``.
 
     A clash on an idempotency key raises asyncpg's ``UniqueViolationError``."""
-    columns: list[list[Any]] = [list(c) for c in zip(*activities, strict=True)][
-        : len(ACTIVITY_COLUMNS)
-    ] or [[] for _ in ACTIVITY_COLUMNS]
+    width = len(ACTIVITY_COLUMNS)
     wide, counters = pivot(days)
-    member_columns: list[list[Any]] = [list(c) for c in zip(*last_activity, strict=True)] or [
-        [],
-        [],
-    ]
     rows = await driver.fetch(
         WRITE_BATCH_PG,
         tenant_id,
         now,
         list(ids_of),
-        *columns,
+        *_columns(activities, width)[:width],  # without the tenant and recorded_at
         *_columns(wide, len(_WIDE_TYPES)),
         *_columns(counters, len(_COUNTER_TYPES)),
-        *member_columns,
+        *_columns(last_activity, 2),
     )
     return {row[0]: row[1] for row in rows}
 
@@ -539,15 +540,8 @@ async def write_batch_pg(
 # and returns the ids asked for.
 
 _APPLY_WIDE_AT = 5
-_APPLY_COUNTERS_AT = _APPLY_WIDE_AT + len(_WIDE_TYPES)
 _APPLY_DELTAS_PG = f"""
-WITH wd AS (
-    SELECT * FROM unnest({_params(_APPLY_WIDE_AT, _WIDE_TYPES)})
-    AS v(member_id, program_id, day, {_NAMES})
-), cd_rows AS (
-    SELECT * FROM unnest({_params(_APPLY_COUNTERS_AT, _COUNTER_TYPES)})
-    AS v(member_id, program_id, metric, day, value)
-), {bucket_writes("wd", "cd_rows")} m AS (
+WITH {_delta_rows(_APPLY_WIDE_AT)}, {bucket_writes("wd", "cd_rows")} m AS (
     UPDATE members SET last_activity_at = v.at, updated_at = $4::timestamptz
     FROM unnest($2::bigint[], $3::timestamptz[]) AS v(id, at)
     WHERE members.id = v.id
