@@ -402,6 +402,33 @@ async def _run_python(base_url: str, spec: Spec, connections: int, seconds: floa
     )
 
 
+async def _read_each(base_url: str, spec: GetSpec, connections: int) -> int:
+    host, port = split_url(base_url)
+    todo = iter(spec.paths)
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        conn = await RawConnection(host, port).open()
+        try:
+            for path in todo:
+                status, _ = await conn.request("GET", path, headers=spec.headers, body=None)
+                if status >= 400:
+                    errors += 1
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return errors
+
+
+def read_each(base_url: str, spec: GetSpec, *, connections: int) -> int:
+    """GET every one of ``spec.paths`` once, over ``connections`` connections; the number
+    of answers that were errors."""
+    errors: int = run_async(_read_each(base_url, spec, connections))
+    return errors
+
+
 def percentiles_ms(latencies: Sequence[float]) -> dict[str, float]:
     if len(latencies) < 2:
         only = latencies[0] * 1000 if latencies else 0.0

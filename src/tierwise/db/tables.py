@@ -234,10 +234,21 @@ class Activity(Base):
             postgresql_where=text("reverses_id IS NOT NULL"),
             sqlite_where=text("reverses_id IS NOT NULL"),
         ),
+        # Only rows recorded before public ids were written from the ledger id have a
+        # uuid: the index holds them alone (revision b8d2f4a6c0e1).
+        Index(
+            "ix_activities_uuid",
+            "uuid",
+            unique=True,
+            postgresql_where=text("uuid IS NOT NULL"),
+            sqlite_where=text("uuid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    """Also the public id, written as a UUID (``domain/activity_ids.py``)."""
+    uuid: Mapped[str | None] = mapped_column(String(36))
+    """The public id of a row recorded before it was written from ``id``; NULL since."""
     # No foreign keys: tenants, members and programs are never deleted, and the activity
     # path writes only ids it read in the same transaction; three key checks per row were
     # about 30 % of a batch's ledger insert (revision f2a7c3d9e1b6).

@@ -23,6 +23,7 @@ from tierwise.db.tables import (
 )
 from tierwise.db.types import UTCDateTime
 from tierwise.domain.activity import ActivityType, Recorded
+from tierwise.domain.activity_ids import ledger_id, shown_id
 from tierwise.domain.calendar import start_of_day
 from tierwise.domain.figures import MemberFigures
 
@@ -34,7 +35,8 @@ class Stored(NamedTuple):
     request_hash: str
     """Empty for a usual purchase sent without a program id (written again from the row)."""
     result: dict[str, Any] | None
-    uuid: str
+    uuid: str | None
+    """Stored only by rows recorded before public ids were written from ``id``."""
     type: str
     member_external_id: str
     program_id: int
@@ -44,6 +46,11 @@ class Stored(NamedTuple):
     effects: dict[str, Any]
     earn_rate: str | None
     currency: str | None
+    id: int
+
+    @property
+    def public_id(self) -> str:
+        return shown_id(self.uuid, self.id)
 
 
 async def stored_by_keys(
@@ -73,6 +80,7 @@ async def stored_by_keys(
             Activity.effects,
             Activity.earn_rate,
             Activity.currency,
+            Activity.id,
         )
         .join(Member, Member.id == Activity.member_id)
         .where(Activity.tenant_id == tenant_id, Activity.idempotency_key.in_(list(keys)))
@@ -82,7 +90,7 @@ async def stored_by_keys(
 
 _STORED_PG = text(
     "SELECT a.request_hash, a.result, a.uuid, a.type, m.external_id, a.program_id, "
-    "a.idempotency_key, a.occurred_at, a.amount_minor, a.effects, a.earn_rate, a.currency "
+    "a.idempotency_key, a.occurred_at, a.amount_minor, a.effects, a.earn_rate, a.currency, a.id "
     "FROM unnest(CAST(:keys AS text[])) AS k(key) CROSS JOIN LATERAL ("
     "SELECT * FROM activities "
     "WHERE tenant_id = :tenant_id AND idempotency_key = k.key LIMIT 1) AS a "
@@ -96,7 +104,7 @@ driver decodes the JSON columns itself."""
 def _recorded(row: Any) -> Recorded:
     return Recorded(
         id=row.id,
-        uuid=row.uuid,
+        uuid=shown_id(row.uuid, row.id),
         member_id=row.member_id,
         program_id=row.program_id,
         type=ActivityType(row.type),
@@ -124,7 +132,8 @@ async def recorded(
         Activity.effects,
     ).where(Activity.tenant_id == tenant_id)
     if uuid is not None:
-        query = query.where(Activity.uuid == uuid)
+        found = ledger_id(uuid)
+        query = query.where(Activity.uuid == uuid if found is None else Activity.id == found)
     else:
         query = query.where(Activity.idempotency_key == idempotency_key)
     row = (await conn.execute(query)).first()
@@ -420,7 +429,7 @@ def bucket_writes(wide: str, counters: str) -> str:
 
 
 ACTIVITY_COLUMNS = (
-    "uuid",
+    "id",
     "member_id",
     "program_id",
     "type",
@@ -437,7 +446,7 @@ ACTIVITY_COLUMNS = (
     "earn_rate",
 )
 _ACTIVITY_TYPES = (
-    "text",
+    "bigint",
     "bigint",
     "bigint",
     "text",
@@ -456,7 +465,7 @@ _ACTIVITY_TYPES = (
 LEDGER_COLUMNS = (*ACTIVITY_COLUMNS, "tenant_id", "recorded_at")
 """A new ledger row as the batch writes take it: ``ACTIVITY_COLUMNS`` (JSON as text),
 then the tenant and the recording instant (the same for every row of a batch)."""
-_FIRST = 4  # $1 tenant, $2 now, $3 uuids to return ids of; activity columns from $4
+_FIRST = 3  # $1 tenant, $2 now; activity columns from $3
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -492,13 +501,10 @@ WITH a AS (
     ", ".join(f"v.{c}::json" if c in ("effects", "result") else f"v.{c}" for c in ACTIVITY_COLUMNS)
 }
     FROM unnest({_params(_FIRST, _ACTIVITY_TYPES)}) AS v({", ".join(ACTIVITY_COLUMNS)})
-    RETURNING id, uuid
-), {_delta_rows(_WIDE_AT)}, {bucket_writes("wd", "cd_rows")} m AS (
-    UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
-    FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
-    WHERE members.id = v.id
-)
-SELECT uuid, id FROM a WHERE uuid = ANY($3::text[])
+), {_delta_rows(_WIDE_AT)}, {bucket_writes("wd", "cd_rows")[:-1]}
+UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
+FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
+WHERE members.id = v.id
 """
 
 
@@ -510,44 +516,37 @@ async def write_batch_pg(
     activities: Sequence[Sequence[Any]],
     days: Sequence[tuple[int, int, str, date, int]],
     last_activity: Sequence[tuple[int, datetime]],
-    ids_of: Sequence[str],
-) -> dict[str, int]:
-    """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text), add the
-    day deltas ``days`` (member, program, metric, day, value; in key order) to the buckets
-    and the running totals, set the members' last activity — one statement, one round
-    trip, every row set as one array per column.
-    Returns the ids of the activities whose uuids are in ``ids_of``.
+) -> None:
+    """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text, ids from
+    ``reserve_ids``), add the day deltas ``days`` (member, program, metric, day, value; in
+    key order) to the buckets and the running totals, set the members' last activity — one
+    statement, one round trip, every row set as one array per column.
 
     A clash on an idempotency key raises asyncpg's ``UniqueViolationError``."""
     width = len(ACTIVITY_COLUMNS)
     wide, counters = pivot(days)
-    rows = await driver.fetch(
+    await driver.execute(
         WRITE_BATCH_PG,
         tenant_id,
         now,
-        list(ids_of),
         *_columns(activities, width)[:width],  # without the tenant and recorded_at
         *_columns(wide, len(_WIDE_TYPES)),
         *_columns(counters, len(_COUNTER_TYPES)),
         *_columns(last_activity, 2),
     )
-    return {row[0]: row[1] for row in rows}
 
 
 # Many rows: COPY (binary, no per-value Python checks) into the ledger, then one
 # statement applies the day deltas, passed as arrays (after ``pivot`` a batch has one
-# row per member and day, a few hundred per 1,000 purchases), sets the last activities
-# and returns the ids asked for.
+# row per member and day, a few hundred per 1,000 purchases) and sets the last
+# activities.
 
-_APPLY_WIDE_AT = 5
+_APPLY_WIDE_AT = 4
 _APPLY_DELTAS_PG = f"""
-WITH {_delta_rows(_APPLY_WIDE_AT)}, {bucket_writes("wd", "cd_rows")} m AS (
-    UPDATE members SET last_activity_at = v.at, updated_at = $4::timestamptz
-    FROM unnest($2::bigint[], $3::timestamptz[]) AS v(id, at)
-    WHERE members.id = v.id
-)
-SELECT a.uuid, a.id FROM unnest($1::text[]) AS k(uuid)
-CROSS JOIN LATERAL (SELECT uuid, id FROM activities WHERE uuid = k.uuid LIMIT 1) AS a
+WITH {_delta_rows(_APPLY_WIDE_AT)}, {bucket_writes("wd", "cd_rows")[:-1]}
+UPDATE members SET last_activity_at = v.at, updated_at = $3::timestamptz
+FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, at)
+WHERE members.id = v.id
 """
 
 
@@ -582,27 +581,42 @@ async def copy_batch_pg(
     activities: Sequence[Sequence[Any]],
     days: Sequence[tuple[int, int, str, date, int]],
     last_activity: Sequence[tuple[int, datetime]],
-    ids_of: Sequence[str],
-) -> dict[str, int]:
+) -> None:
     """``write_batch_pg`` for many rows (``activities`` in ``LEDGER_COLUMNS`` order, with
     ``tenant_id`` and ``now`` in every row): ``COPY`` the activities into the ledger; one
     statement then adds the day deltas (the built-in metrics one row per member and day,
     ``pivot``; the custom counters as they are), passed as arrays, to the buckets and the
-    running totals, sets the last activities and returns the ids asked for. Two round
-    trips whatever the size.
+    running totals and sets the last activities. Two round trips whatever the size.
 
     (The deltas went through ``COPY`` into temporary tables before: with one row per
     member and day, arrays cost the client less than the extra round trip, and the server
     no longer creates and, at every commit, empties the temporary tables.)"""
     await driver.copy_records_to_table("activities", records=activities, columns=LEDGER_COLUMNS)
     wide, counters = pivot(days)
-    rows = await driver.fetch(
+    await driver.execute(
         _APPLY_DELTAS_PG,
-        list(ids_of),
         [m for m, _ in last_activity],
         [at for _, at in last_activity],
         now,
         *_columns(wide, len(_WIDE_TYPES)),
         *_columns(counters, len(_COUNTER_TYPES)),
     )
-    return {row[0]: row[1] for row in rows}
+
+
+_RESERVE_PG = "SELECT nextval('activities_id_seq') FROM generate_series(1, $1::int)"
+
+
+async def reserve_ids(conn: AsyncConnection, driver: Any | None, count: int) -> list[int]:
+    """``count`` new ledger ids, in increasing order, for rows this transaction writes: the
+    public ids are written from them (``domain/activity_ids.py``) before the rows are.
+
+    PostgreSQL: from the ledger's own sequence, as an insert without an id would take them
+    (``driver``, the transaction's asyncpg connection). SQLite: after the largest id so
+    far; every transaction there begins ``BEGIN IMMEDIATE``, so no other writer comes
+    between this read and the insert."""
+    if count <= 0:
+        return []
+    if driver is not None:
+        return [row[0] for row in await driver.fetch(_RESERVE_PG, count)]
+    last = (await conn.execute(select(func.coalesce(func.max(Activity.id), 0)))).scalar_one()
+    return list(range(last + 1, last + 1 + count))

@@ -77,12 +77,15 @@ async def lock_members_pg(
 _STATES_PG = (
     "SELECT t.member_id, t.ladder_id, t.level_key, t.achieved_at, t.cycle_start, "
     "t.expires_at, t.check_due_at, t.previous_level_key, t.assignment, t.grace_until, t.credit "
-    "FROM unnest($1::bigint[]) AS k(member_id) CROSS JOIN LATERAL ("
-    "SELECT * FROM member_tiers WHERE member_id = k.member_id AND ladder_id = ANY($2::bigint[]) "
-    "OFFSET 0) AS t"
+    "FROM unnest($1::bigint[]) AS k(member_id) CROSS JOIN unnest($2::bigint[]) AS l(ladder_id) "
+    "CROSS JOIN LATERAL (SELECT * FROM member_tiers "
+    "WHERE member_id = k.member_id AND ladder_id = l.ladder_id OFFSET 0) AS t"
 )
-"""Per member, its standings by the unique (member, ladder) index (a plan over ``= ANY``
-of both columns may otherwise scan every standing of the ladders)."""
+"""Per member and ladder, its standing by the unique (member, ladder) index, whatever the
+planner's statistics say. With ``ladder_id = ANY`` inside, a table never analysed (a new
+database, or a server without autovacuum) got a plan that, for every member, also read
+every standing of the ladder through ``ix_member_tiers_due`` (``BitmapAnd``): 100 ms per
+batch of 250 members once 15,000 members held a level, against 0.3 ms."""
 
 
 async def states_pg(
