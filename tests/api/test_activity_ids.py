@@ -65,14 +65,17 @@ def _stored(api: Api, key: str) -> tuple[int, str | None]:
 
 
 def _give_stored_uuid(api: Api, key: str, value: str) -> None:
-    """What the migration leaves for a row recorded before: its own UUID kept."""
+    """What the migration leaves for a row recorded before: its own UUID kept, and the
+    answer it stored (if any) naming it."""
     rt = api.runtime()
 
     async def write() -> None:
         async with rt.engine.begin() as conn:
-            await conn.execute(
-                update(Activity).where(Activity.idempotency_key == key).values(uuid=value)
-            )
+            where = Activity.idempotency_key == key
+            result = (await conn.execute(select(Activity.result).where(where))).scalar_one()
+            if result is not None:
+                result = {**result, "id": value}
+            await conn.execute(update(Activity).where(where).values(uuid=value, result=result))
 
     assert api.client.portal is not None
     api.client.portal.call(write)
@@ -131,9 +134,13 @@ def test_rows_recorded_before_keep_their_stored_uuid(api: Api) -> None:
     _give_stored_uuid(api, "idl-1", old_usual)
     _give_stored_uuid(api, "idm-1", old_lift)
 
-    # A repeat of the compact row answers its stored uuid.
+    # A repeat answers its stored uuid: of the compact row (rebuilt) and of the row that
+    # stored its answer.
     again = api.post("/v1/activities", json=usual)
     assert again.status_code == 200 and again.json()["id"] == old_usual
+    [lift_again] = batch(api, [lift])["results"]
+    assert lift_again["replayed"] is True
+    assert lift_again["id"] == old_lift
     # A return names it by that uuid, and answers it.
     back = api.post(
         "/v1/activities",
@@ -145,6 +152,15 @@ def test_rows_recorded_before_keep_their_stored_uuid(api: Api) -> None:
     assert back.status_code == 201, back.text
     assert back.json()["reverses"] == old_usual
     assert back.json()["effects"]["spend"] == -4_000
+    lift_back = api.post(
+        "/v1/activities",
+        json=activity_body(
+            "idm", "return", at="2025-04-06T10:00:00Z", key="idm-2", program_id=program_id
+        )
+        | {"reverses": old_lift, "amount_minor": 1_000},
+    )
+    assert lift_back.status_code == 201, lift_back.text
+    assert lift_back.json()["reverses"] == old_lift
 
 
 def test_another_tenants_activity_is_not_found_by_its_id(api: Api) -> None:
@@ -161,3 +177,37 @@ def test_another_tenants_activity_is_not_found_by_its_id(api: Api) -> None:
         | {"reverses": bought.json()["id"]},
     )
     error_of(response, 404, "activity_not_found")
+
+
+def test_a_batch_numbers_its_activities_in_order(api: Api) -> None:
+    program_id = _program(api)
+    bodies = [
+        _purchase(f"ids{i % 3}", f"ids-{i}", program_id, 1_000 + i, 7 + i // 3) for i in range(9)
+    ]
+    ids = [ledger_id(r["id"]) for r in batch(api, bodies)["results"]]
+    # one member's purchases in the order sent (R13: the ledger keeps their order)
+    for member in range(3):
+        own = [i for i in ids[member::3] if i is not None]
+        assert own == sorted(own) and len(own) == 3
+    assert len(set(ids)) == 9
+
+
+def test_a_return_must_come_after_its_purchase_is_recorded(api: Api) -> None:
+    """A return in the same batch as its purchase (named by its idempotency key: its id is
+    known only once it is recorded) is refused, with nothing written; once the purchase is
+    recorded, its id names it."""
+    program_id = _program(api)
+    purchase = _purchase("idq", "idq-1", program_id, 3_000, 8)
+    by_key = activity_body(
+        "idq", "return", at="2025-04-09T10:00:00Z", key="idq-2", program_id=program_id
+    ) | {"reverses_key": "idq-1"}
+    response = api.post("/v1/activities/batch", json={"activities": [purchase, by_key]})
+    error_of(response, 422, "return_in_same_batch")
+    # The batch wrote nothing: the purchase is recorded afresh, and its id then names it.
+    first = api.post("/v1/activities", json=purchase)
+    assert first.status_code == 201, first.text
+    next_id = first.json()["id"]
+    by_id = activity_body(
+        "idq", "return", at="2025-04-09T11:00:00Z", key="idq-3", program_id=program_id
+    ) | {"reverses": next_id}
+    assert api.post("/v1/activities", json=by_id).status_code == 201

@@ -46,6 +46,18 @@ def test_new_rows_store_no_uuid_and_old_ones_keep_theirs(url: str) -> None:  # n
         _run(url, (_INSERT, [_row(4, old)]))
     [rows] = _run(url, ("SELECT id, uuid FROM activities ORDER BY id", None))
     assert rows == [(1, old), (2, None), (3, None)]
+    # New rows add no entry to the index: it holds the stored uuids alone.
+    [[(definition,)]] = _run(
+        url,
+        (
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_activities_uuid'"
+            if url.startswith("sqlite")
+            else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_activities_uuid'",
+            None,
+        ),
+    )
+    assert "UNIQUE" in definition.upper() and "WHERE" in definition.upper()
+    assert "IS NOT NULL" in definition.upper()
 
     command.downgrade(config, BEFORE)
     [rows] = _run(url, ("SELECT id, uuid FROM activities ORDER BY id", None))

@@ -53,6 +53,10 @@ def test_other_texts_are_not_ledger_ids(text: str) -> None:
     assert ledger_id(text) is None
 
 
+def test_the_text_of_ledger_id_zero_is_no_id() -> None:
+    assert ledger_id(public_ids([0])[0]) is None
+
+
 def test_a_tampered_id_is_not_read_as_a_neighbour() -> None:
     text = public_id(500)
     flipped = text[:-1] + ("0" if text[-1] != "0" else "1")

@@ -611,12 +611,17 @@ async def reserve_ids(conn: AsyncConnection, driver: Any | None, count: int) -> 
     public ids are written from them (``domain/activity_ids.py``) before the rows are.
 
     PostgreSQL: from the ledger's own sequence, as an insert without an id would take them
-    (``driver``, the transaction's asyncpg connection). SQLite: after the largest id so
-    far; every transaction there begins ``BEGIN IMMEDIATE``, so no other writer comes
-    between this read and the insert."""
+    (on ``driver``, the transaction's asyncpg connection, when there is one). SQLite: after
+    the largest id so far; every transaction there begins ``BEGIN IMMEDIATE``, so no other
+    writer comes between this read and the insert."""
     if count <= 0:
         return []
     if driver is not None:
         return [row[0] for row in await driver.fetch(_RESERVE_PG, count)]
+    if conn.dialect.name == "postgresql":
+        found = await conn.execute(
+            text(_RESERVE_PG.replace("$1::int", "CAST(:count AS int)")), {"count": count}
+        )
+        return [row[0] for row in found]
     last = (await conn.execute(select(func.coalesce(func.max(Activity.id), 0)))).scalar_one()
     return list(range(last + 1, last + 1 + count))

@@ -81,11 +81,12 @@ _STATES_PG = (
     "CROSS JOIN LATERAL (SELECT * FROM member_tiers "
     "WHERE member_id = k.member_id AND ladder_id = l.ladder_id OFFSET 0) AS t"
 )
-"""Per member and ladder, its standing by the unique (member, ladder) index, whatever the
-planner's statistics say. With ``ladder_id = ANY`` inside, a table never analysed (a new
-database, or a server without autovacuum) got a plan that, for every member, also read
-every standing of the ladder through ``ix_member_tiers_due`` (``BitmapAnd``): 100 ms per
-batch of 250 members once 15,000 members held a level, against 0.3 ms."""
+"""Per member and ladder, its standing by the unique (member, ladder) index: equality on
+both its columns. With ``ladder_id = ANY`` inside instead, a table with 15,000 standings
+and no statistics (never analysed: a new database, or a server without autovacuum) got a
+plan that, for every member, also read every standing of the ladder through
+``ix_member_tiers_due`` (``BitmapAnd``): 100 ms of PostgreSQL per batch of 250 members,
+against 1 ms for this one on the same table."""
 
 
 async def states_pg(

@@ -16,6 +16,7 @@ The downgrade gives the new rows the ids they answered with, then restores the c
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -52,13 +53,16 @@ def downgrade() -> None:
     mix = 0x9E3779B97F4A7C15 & bits
     salt = 0x5DEECE66D1B54A3
     conn = op.get_bind()
-    rows = conn.execute(sa.text("SELECT id FROM activities WHERE uuid IS NULL")).all()
-    for (ledger_id,) in rows:
-        h = f"{((ledger_id * mix) & bits) ^ salt:016x}"
-        conn.execute(
-            sa.text("UPDATE activities SET uuid = :uuid WHERE id = :id"),
-            {"uuid": f"74696572-7769-8736-9{h[1:4]}-{h[4:]}", "id": ledger_id},
-        )
+    ids = iter(
+        conn.execute(sa.text("SELECT id FROM activities WHERE uuid IS NULL")).scalars().all()
+    )
+    update = sa.text("UPDATE activities SET uuid = :uuid WHERE id = :id")
+    while chunk := list(itertools.islice(ids, 10_000)):
+        rows = []
+        for ledger_id in chunk:
+            h = f"{((ledger_id * mix) & bits) ^ salt:016x}"
+            rows.append({"uuid": f"74696572-7769-8736-9{h[1:4]}-{h[4:]}", "id": ledger_id})
+        conn.execute(update, rows)  # one executemany per chunk
     op.drop_index(_INDEX, table_name="activities")
     with op.batch_alter_table("activities", schema=None) as batch_op:
         batch_op.alter_column("uuid", existing_type=sa.String(length=36), nullable=False)
