@@ -40,7 +40,7 @@ from tierwise.domain.activity import (
     purchase_points,
     return_effects,
 )
-from tierwise.domain.activity_ids import ledger_id, public_ids
+from tierwise.domain.activity_ids import public_ids
 from tierwise.domain.calendar import local_date, start_of_day
 from tierwise.domain.checks import Context, attain_credit, keeps, renew
 from tierwise.domain.criteria import MeasureKey
@@ -59,7 +59,7 @@ from tierwise.domain.windows import LIFETIME, Interval, WindowType
 from tierwise.services import measuring
 from tierwise.services.ingest_plan import Plan, Starts, plan_for
 from tierwise.services.runtime import Caller, Runtime
-from tierwise.services.standing import Standings
+from tierwise.services.standing import ActivityIds, Standings
 
 _log = logging.getLogger(__name__)
 MAX_BATCH = 1000
@@ -326,9 +326,6 @@ class _Batch:
         self.activity_rows: list[tuple[Any, ...]] = []
         """The new ledger rows, as the writes take them: values in ``ledger.LEDGER_COLUMNS``
         order, effects and result as JSON text."""
-        self._causes: dict[str, int] = {}
-        """The ledger ids, by public id, of the new activities that changed a level (history
-        rows refer to them)."""
         self.events: list[dict[str, Any]] = []
         self.returned: dict[int, int] = {}
         self._spans: dict[tuple[Any, ...], dict[MeasureKey, Interval]] = {}
@@ -1052,7 +1049,7 @@ class _Batch:
                 if self._no_upgrade == (work.member_id, row.id, at):
                     continue
                 change = await self._upgrade(
-                    row, row.definition, work, standings, at, source_activity=activity_uuid
+                    row, row.definition, work, standings, at, source=(activity_id, activity_uuid)
                 )
                 if change is not None:
                     changes.append(change)
@@ -1064,7 +1061,7 @@ class _Batch:
                     standings,
                     command.occurred_at,
                     reverses,
-                    activity_uuid,
+                    (activity_id, activity_uuid),
                 )
             )
         result: dict[str, Any] = {
@@ -1089,8 +1086,6 @@ class _Batch:
         }
         for change in changes:
             change["activity_uuid"] = activity_uuid
-        if changes:
-            self._causes[activity_uuid] = activity_id
         self.activity_rows.append(
             (
                 activity_id,
@@ -1198,16 +1193,9 @@ class _Batch:
             idempotency_key=command.reverses_key,
         )
         if original is None:
-            pending = next(
-                (
-                    row
-                    for row in self.activity_rows
-                    if (command.reverses is not None and row[0] == ledger_id(command.reverses))
-                    or (command.reverses_key is not None and row[4] == command.reverses_key)
-                ),
-                None,
-            )
-            if pending is not None:
+            # Only by its key: a new activity's id is first given in its batch's answer.
+            key = command.reverses_key
+            if key is not None and any(row[4] == key for row in self.activity_rows):
                 raise InvalidInput(
                     "a return must come in a later request than its purchase",
                     code="return_in_same_batch",
@@ -1341,7 +1329,7 @@ class _Batch:
         work: _MemberWork,
         standings: Standings,
         at: datetime,
-        source_activity: str,
+        source: ActivityIds,
     ) -> dict[str, Any] | None:
         """R9: move up at once; R18: note the attain overshoot as credit."""
         state = standings.get(work.member_id, row.id)
@@ -1375,7 +1363,7 @@ class _Batch:
             new_state,
             decision.change,
             work.external_id,
-            activity_uuid=source_activity,
+            activity=source,
         )
         return _change_json(row.key, decision.change)
 
@@ -1387,7 +1375,7 @@ class _Batch:
         standings: Standings,
         at: datetime,
         reverses: Recorded | None,
-        activity_uuid: str,
+        activity: ActivityIds,
     ) -> list[dict[str, Any]]:
         """Lifecycle effects of any activity besides upgrades.
 
@@ -1442,7 +1430,7 @@ class _Batch:
                     state,
                     outcome.change,
                     work.external_id,
-                    activity_uuid=activity_uuid,
+                    activity=activity,
                 )
                 changes.append(_change_json(row.key, outcome.change))
         if reverses is not None and ladder.reverse_upgrade_on_return and current is not None:
@@ -1455,7 +1443,7 @@ class _Batch:
                     state,
                     change,
                     work.external_id,
-                    activity_uuid=activity_uuid,
+                    activity=activity,
                 )
                 changes.append(_change_json(row.key, change))
         if state != original and not changes:
@@ -1548,7 +1536,7 @@ class _Batch:
             ],
         )
         await member_writes.set_last_activity(self.conn, self._latest(works), self.now)
-        await standings.flush(activity_ids=self._causes)
+        await standings.flush()
 
     async def _write_pg(
         self, driver: Any, works: dict[tuple[str, int], _MemberWork], standings: Standings
@@ -1575,7 +1563,7 @@ class _Batch:
                 days=days,
                 last_activity=sorted(self._latest(works).items()),
             )
-        await standings.flush(activity_ids=self._causes)
+        await standings.flush()
 
     @staticmethod
     def _latest(works: dict[tuple[str, int], _MemberWork]) -> dict[int, datetime]:

@@ -44,6 +44,11 @@ def _iso_utc(value: datetime) -> str:
 _NO_STANDING = TierState()
 
 
+ActivityIds = tuple[int, str]
+"""An activity's ledger id and public id (``domain/activity_ids.py``): the history row
+refers to the first, the published event to the second."""
+
+
 class Standings:
     def __init__(self, rt: Runtime, conn: AsyncConnection, tenant_id: int, now: datetime) -> None:
         self.rt = rt
@@ -53,7 +58,9 @@ class Standings:
         self._states: dict[tuple[int, int], TierState] = {}
         self._new: set[tuple[int, int]] = set()
         self._dirty: set[tuple[int, int]] = set()
-        self._changes: list[tuple[int, LadderRow, TierChange, str, str | None, TierState]] = []
+        self._changes: list[
+            tuple[int, LadderRow, TierChange, str, ActivityIds | None, TierState]
+        ] = []
         self._locked: dict[tuple[int, int], int] = {}
 
     async def load(
@@ -119,16 +126,17 @@ class Standings:
         state: TierState,
         change: TierChange | None,
         external_id: str | None,
-        activity_uuid: str | None = None,
+        activity: ActivityIds | None = None,
     ) -> None:
-        """Set a member's new standing; ``change`` (if any) is recorded and published."""
+        """Set a member's new standing; ``change`` (if any) is recorded and published, as
+        caused by ``activity`` when one caused it."""
         key = (member_id, row.id)
         self._states[key] = state
         self._dirty.add(key)
         if change is not None:
-            self._changes.append((member_id, row, change, external_id or "", activity_uuid, state))
+            self._changes.append((member_id, row, change, external_id or "", activity, state))
 
-    async def flush(self, activity_ids: dict[str, int] | None = None) -> None:
+    async def flush(self) -> None:
         await repo.save_states(
             self.conn,
             tenant_id=self.tenant_id,
@@ -145,7 +153,6 @@ class Standings:
         uuids = new_uuids(2 * len(changes))
         tenant_id = self.tenant_id
         now = self.now
-        ids = activity_ids or {}
         await repo.add_changes(
             self.conn,
             [
@@ -155,16 +162,16 @@ class Standings:
                     member_id=member_id,
                     ladder_id=row.id,
                     change=change,
-                    activity_id=ids.get(activity_uuid or ""),
+                    activity_id=activity[0] if activity else None,
                     now=now,
                     state_after=state,
                 )
-                for i, (member_id, row, change, _, activity_uuid, state) in enumerate(changes)
+                for i, (member_id, row, change, _, activity, state) in enumerate(changes)
             ],
         )
 
         def events(encode: Callable[[Any], Any]) -> Iterator[tuple[Any, ...]]:
-            for i, (member_id, row, change, external_id, activity_uuid, _) in enumerate(changes):
+            for i, (member_id, row, change, external_id, activity, _) in enumerate(changes):
                 kind = change.kind._value_
                 yield (
                     uuids[2 * i + 1],
@@ -181,7 +188,7 @@ class Standings:
                             "to": change.to_level,
                             "kind": kind,
                             "source": change.source._value_,
-                            "activity_id": activity_uuid,
+                            "activity_id": activity[1] if activity else None,
                             "actor": change.actor,
                             "reason": change.reason,
                             "at": _iso(change.at),

@@ -604,6 +604,7 @@ async def copy_batch_pg(
 
 
 _RESERVE_PG = "SELECT nextval('activities_id_seq') FROM generate_series(1, $1::int)"
+_RESERVE = text("SELECT nextval('activities_id_seq') FROM generate_series(1, :count)")
 
 
 async def reserve_ids(conn: AsyncConnection, driver: Any | None, count: int) -> list[int]:
@@ -619,9 +620,6 @@ async def reserve_ids(conn: AsyncConnection, driver: Any | None, count: int) -> 
     if driver is not None:
         return [row[0] for row in await driver.fetch(_RESERVE_PG, count)]
     if conn.dialect.name == "postgresql":
-        found = await conn.execute(
-            text(_RESERVE_PG.replace("$1::int", "CAST(:count AS int)")), {"count": count}
-        )
-        return [row[0] for row in found]
+        return list((await conn.execute(_RESERVE, {"count": count})).scalars())
     last = (await conn.execute(select(func.coalesce(func.max(Activity.id), 0)))).scalar_one()
     return list(range(last + 1, last + 1 + count))
