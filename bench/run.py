@@ -331,10 +331,15 @@ def load_with_cpu(ctx: Context, server: Server, spec: GetSpec | ActivityPostSpec
     return with_cpu(server, ctx.database, work)
 
 
+def bare_reads(ctx: Context) -> GetSpec:
+    """The bare reference's reads: one primary-key lookup per seeded member."""
+    return GetSpec([f"/members/{ctx.member_ids[m]}" for m in ctx.seeded.members])
+
+
 def bench_reads(ctx: Context) -> tuple[Measured, Measured]:
     """(a) status reads vs the bare primary-key lookup, 32 connections, alternating rounds."""
     tw_spec = GetSpec([f"/v1/members/{m}/status" for m in ctx.seeded.members], ctx.auth)
-    bare_spec = GetSpec([f"/members/{ctx.member_ids[m]}" for m in ctx.seeded.members])
+    bare_spec = bare_reads(ctx)
     runs: dict[str, list[Measured]] = {"tw": [], "bare": []}
     targets = {"tw": (ctx.tw, tw_spec), "bare": (ctx.bare, bare_spec)}
     for name, (server, spec) in targets.items():  # warm-up, discarded
@@ -521,9 +526,12 @@ class Batch:
 
 def machine_rps(ctx: Context) -> float:
     """The bare reference's status-read rate now (benchmark (a)'s load, ``MACHINE_SECONDS``)."""
-    spec = GetSpec([f"/members/{ctx.member_ids[m]}" for m in ctx.seeded.members])
     found = run_load(
-        ctx.bare.url, spec, connections=CONNECTIONS, seconds=MACHINE_SECONDS, client=ctx.client
+        ctx.bare.url,
+        bare_reads(ctx),
+        connections=CONNECTIONS,
+        seconds=MACHINE_SECONDS,
+        client=ctx.client,
     )
     return found.rps
 
