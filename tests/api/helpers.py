@@ -72,6 +72,11 @@ def spend_ladder(timing: str, *, silver: int, gold: int, gold_points: int) -> di
     }
 
 
+def status_ladder(*levels: dict[str, Any]) -> dict[str, Any]:
+    """The body of a ladder keyed ``status`` with ``levels``."""
+    return {"key": "status", "name": "Status", "levels": list(levels)}
+
+
 def program(api: Api, **fields: Any) -> dict[str, Any]:
     body = {"name": "Main", "time_zone": "UTC", "currency": "USD", "earn_rate": "1", **fields}
     response = api.post("/v1/programs", json=body)

@@ -23,6 +23,7 @@ from tests.api.helpers import (
     meter,
     only_ladder,
     program,
+    status_ladder,
 )
 from tests.conftest import Api
 
@@ -511,14 +512,9 @@ def test_a_floor_placement_is_recorded_with_enrolment_as_its_source(api: Api) ->
     ladder(
         api,
         p["id"],
-        {
-            "key": "status",
-            "name": "Status",
-            "levels": [
-                level("bronze", 1, is_floor=True),
-                level("silver", 2, criterion("spend", 1000)),
-            ],
-        },
+        status_ladder(
+            level("bronze", 1, is_floor=True), level("silver", 2, criterion("spend", 1000))
+        ),
     )
     activity(api, "m", "purchase", amount_minor=1200, at="2025-01-10T12:00:00Z")
     entries = history(api, "m")

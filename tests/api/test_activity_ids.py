@@ -9,7 +9,15 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from tests.api.helpers import activity_body, batch, criterion, error_of, history, level
+from tests.api.helpers import (
+    activity_body,
+    batch,
+    criterion,
+    error_of,
+    history,
+    level,
+    status_ladder,
+)
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api, make_key
@@ -23,14 +31,9 @@ def _program(api: Api) -> int:
     add_ladder(
         api,
         found["id"],
-        {
-            "key": "status",
-            "name": "Status",
-            "levels": [
-                level("base", 1, is_floor=True),
-                level("silver", 2, criterion("spend", 50_000)),
-            ],
-        },
+        status_ladder(
+            level("base", 1, is_floor=True), level("silver", 2, criterion("spend", 50_000))
+        ),
     )
     program_id: int = found["id"]
     return program_id

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tests.api.helpers import activity_body, batch, criterion, level
+from tests.api.helpers import activity_body, batch, criterion, level, status_ladder
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api
@@ -26,14 +26,10 @@ def _program(api: Api) -> int:
     add_ladder(
         api,
         found["id"],
-        {
-            "key": "status",
-            "name": "Status",
-            "levels": [
-                level("base", 1, is_floor=True, earn_multiplier="1.1"),
-                level("silver", 2, criterion("spend", 50_000), earn_multiplier="1.5"),
-            ],
-        },
+        status_ladder(
+            level("base", 1, is_floor=True, earn_multiplier="1.1"),
+            level("silver", 2, criterion("spend", 50_000), earn_multiplier="1.5"),
+        ),
     )
     program_id: int = found["id"]
     return program_id
