@@ -21,7 +21,7 @@ from tests.api.helpers import (
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
 from tests.conftest import Api, make_key
-from tierwise.db.tables import Activity
+from tierwise.db.tables import Activity, Event
 from tierwise.domain.activity_ids import ledger_id
 from tierwise.services.tenants import ALL_SCOPES
 
@@ -67,6 +67,20 @@ def _stored(api: Api, key: str) -> tuple[int, str | None]:
     return found
 
 
+def _event_activity_ids(api: Api, member: str) -> list[str | None]:
+    """The ``activity_id`` of every event published for ``member`` (R23)."""
+    rt = api.runtime()
+
+    async def read() -> list[str | None]:
+        async with rt.engine.connect() as conn:
+            rows = await conn.execute(select(Event.payload).order_by(Event.id))
+            return [p["activity_id"] for p in rows.scalars() if p["member_id"] == member]
+
+    assert api.client.portal is not None
+    found: list[str | None] = api.client.portal.call(read)
+    return found
+
+
 def _give_stored_uuid(api: Api, key: str, value: str) -> None:
     """What the migration leaves for a row recorded before: its own UUID kept, and the
     answer it stored (if any) naming it."""
@@ -105,6 +119,8 @@ def test_new_activities_answer_ids_written_from_their_ledger_ids(api: Api) -> No
     # The history row of the lift names the activity that caused it (R22).
     [lift] = [e for e in history(api, "idb") if e["to_level"] == "silver"]
     assert lift["activity_id"] == ledger_id(many[1]["id"])
+    # ...and so does the event published with it (R23), by the id the answer gave.
+    assert many[1]["id"] in _event_activity_ids(api, "idb")
     # A repeat answers the same id (R12), alone and in a batch.
     again = api.post("/v1/activities", json=_purchase("ida", "ida-1", program_id, 900, 1))
     assert again.status_code == 200 and again.json()["id"] == answers[0]["id"]
