@@ -190,8 +190,8 @@ class _DiesInSecondBatch(Standings):
 
     flushes = 0
 
-    async def flush(self, activity_ids: dict[str, int] | None = None) -> None:
-        await super().flush(activity_ids)
+    async def flush(self) -> None:
+        await super().flush()
         type(self).flushes += 1
         if type(self).flushes == 2:
             raise Interrupted
