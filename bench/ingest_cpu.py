@@ -68,6 +68,15 @@ class _StatementCpu:
         setattr(self._inner, name, value)
 
 
+def _callgrind(state: str) -> None:
+    """Turn valgrind's instrumentation of this process on or off (``--callgrind``)."""
+    import subprocess
+
+    subprocess.run(
+        ["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True
+    )
+
+
 def _pg_cpu(pids: list[int]) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
@@ -89,6 +98,7 @@ async def _run(
     profile: bool,
     statements: bool,
     fresh: bool = False,
+    callgrind: bool = False,
 ) -> None:
     import asyncpg
 
@@ -220,10 +230,14 @@ async def _run(
 
         gc.callbacks.append(on_gc)
         per_batch: list[float] = []
+        if callgrind:
+            _callgrind("on")
         for raw in bodies[3:]:
             t0 = time.process_time()
             await post(raw)
             per_batch.append(time.process_time() - t0)
+        if callgrind:
+            _callgrind("off")
         if prof:
             prof.disable()
         gc.callbacks.remove(on_gc)
@@ -265,6 +279,12 @@ def main() -> None:
         action="store_true",
         help="new members, who climb the ladder in the first batches (the general path)",
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="run under 'valgrind --tool=callgrind --instr-atstart=no': instructions are "
+        "counted in the measured batches only (a repeatable figure of the app's work)",
+    )
     args = parser.parse_args()
     url = args.database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     asyncio.run(
@@ -276,6 +296,7 @@ def main() -> None:
             args.profile,
             args.statements,
             args.fresh,
+            args.callgrind,
         )
     )
 

@@ -178,6 +178,11 @@ class MemberFigures:
                 out[(metric, day)] = value
         return out
 
+    @property
+    def pending(self) -> dict[date, DayActivities]:
+        """Per local day, the activities added by ``apply`` (not to be changed)."""
+        return self._pending
+
     def apply(self, occurred_at: datetime, effects: Effects) -> None:
         """Add an activity not yet stored, so later evaluations in a batch see it."""
         self.apply_on(local_date(occurred_at, self.tz), occurred_at, effects)

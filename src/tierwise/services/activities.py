@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import activities as ledger
-from tierwise.db.repos import member_writes
+from tierwise.db.repos import member_writes, pg_arrays
 from tierwise.db.repos import members as members_repo
 from tierwise.db.repos import programs as programs_repo
 from tierwise.db.repos.programs import LadderRow
@@ -1544,26 +1544,52 @@ class _Batch:
         """``_write`` on PostgreSQL: the ledger, buckets, totals and last activities in one
         statement (two for many rows)."""
         activities = self.activity_rows
-        days = self._deltas(works)
-        if len(activities) + len(days) >= BULK_MIN_ROWS:
-            await ledger.copy_batch_pg(
-                driver,
-                tenant_id=self.caller.tenant_id,
-                now=self.now,
-                activities=activities,
-                days=days,
-                last_activity=sorted(self._latest(works).items()),
-            )
-        else:
-            await ledger.write_batch_pg(
-                driver,
-                tenant_id=self.caller.tenant_id,
-                now=self.now,
-                activities=activities,
-                days=days,
-                last_activity=sorted(self._latest(works).items()),
-            )
+        wide, counters = self._pivoted_deltas(works)
+        write = (
+            ledger.copy_batch_pg
+            if len(activities) + len(wide) + len(counters) >= BULK_MIN_ROWS
+            else ledger.write_batch_pg
+        )
+        await write(
+            driver,
+            tenant_id=self.caller.tenant_id,
+            now=self.now,
+            activities=activities,
+            wide=wide,
+            counters=counters,
+            last_activity=sorted(self._latest(works).items()),
+        )
         await standings.flush()
+
+    @staticmethod
+    def _pivoted_deltas(
+        works: dict[tuple[str, int], _MemberWork],
+    ) -> tuple[list[list[Any]], list[tuple[int, int, str, date, int]]]:
+        """``ledger.pivot(self._deltas(works))``, built straight from the figures' pending
+        activities (a row per member and day, without a tuple per metric first)."""
+        column_at = ledger.COLUMN_AT
+        width = len(BUILTIN_COLUMNS)
+        wide: list[list[Any]] = []
+        counters: dict[tuple[int, int, str, date], int] = {}
+        for work in sorted(works.values(), key=_member_and_program):
+            member_id = work.member_id
+            program_id = work.program.id
+            pending = work.figures.pending
+            for day in sorted(pending):
+                row: list[Any] | None = None
+                for _, effects in pending[day]:
+                    for metric, delta in effects.items():
+                        column = column_at.get(metric)
+                        if column is not None:
+                            if row is None:
+                                row = [member_id, program_id, day, *([0] * width)]
+                            row[3 + column] += delta
+                        else:
+                            key = (member_id, program_id, metric, day)
+                            counters[key] = counters.get(key, 0) + delta
+                if row is not None:
+                    wide.append(row)
+        return wide, sorted((*key, value) for key, value in counters.items())
 
     @staticmethod
     def _latest(works: dict[tuple[str, int], _MemberWork]) -> dict[int, datetime]:
@@ -1578,14 +1604,14 @@ class _Batch:
 _WIDE = ", ".join(BUILTIN_COLUMNS)
 _FIGURES_PG = (
     f"SELECT member_id, NULL::date AS day, NULL::text AS metric, 0::bigint AS value, {_WIDE} "
-    "FROM member_totals WHERE program_id = $1 AND member_id = ANY($2::bigint[]) "
+    "FROM member_totals WHERE program_id = $1 AND member_id = ANY($2::text::bigint[]) "
     f"UNION ALL SELECT member_id, day, NULL, 0, {_WIDE} "
-    "FROM member_days WHERE program_id = $1 AND member_id = ANY($2::bigint[]) "
+    "FROM member_days WHERE program_id = $1 AND member_id = ANY($2::text::bigint[]) "
     "AND day >= $4 AND cardinality($5::text[]) > 0 "
     "UNION ALL SELECT member_id, NULL, metric, value, 0, 0, 0, 0, 0 FROM metric_totals "
-    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($3::text[]) "
+    "WHERE program_id = $1 AND member_id = ANY($2::text::bigint[]) AND metric = ANY($3::text[]) "
     "UNION ALL SELECT member_id, day, metric, value, 0, 0, 0, 0, 0 FROM metric_days "
-    "WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND metric = ANY($5::text[]) "
+    "WHERE program_id = $1 AND member_id = ANY($2::text::bigint[]) AND metric = ANY($5::text[]) "
     "AND day >= $4"
 )
 """Totals and buckets as stored: a built-in metrics' row (``metric`` NULL) with every
@@ -1622,7 +1648,7 @@ async def _load_figures(
     rows = await driver.fetch(
         _FIGURES_PG,
         program_id,
-        list(members),
+        pg_arrays.literal(list(members)),
         sorted(metrics),
         min(firsts) if firsts and day_metrics else None,
         sorted(day_metrics),
@@ -1651,6 +1677,10 @@ async def _load_figures(
             else:
                 days.setdefault(metric, {})[day] = row[3]
     return figures
+
+
+def _member_and_program(work: _MemberWork) -> tuple[int, int]:
+    return work.member_id, work.program.id
 
 
 def _plus(

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tierwise.db.repos import pg_arrays
 from tierwise.db.repos.upsert import BULK_MIN_ROWS, add_to, pg_driver
 from tierwise.db.tables import (
     BUILTIN_COLUMNS,
@@ -342,6 +343,8 @@ def unpivot(row: Sequence[Any], wanted: Iterable[str], start: int) -> Iterable[t
 
 
 _COLUMN_AT = {m: i for i, m in enumerate(BUILTIN_COLUMNS)}
+COLUMN_AT = _COLUMN_AT
+"""Each built-in metric's place among ``member_days``' metric columns."""
 
 
 async def load_day(
@@ -468,13 +471,15 @@ then the tenant and the recording instant (the same for every row of a batch).""
 _FIRST = 3  # $1 tenant, $2 now; activity columns from $3
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """``rows`` as one list per column (``width`` empty lists when there are none)."""
-    return [list(c) for c in zip(*rows, strict=True)] or [[] for _ in range(width)]
+def _columns(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[Any]:
+    """``rows`` as one array argument per column of ``types`` (``pg_arrays.argument``;
+    rows may be wider than ``types``: the columns after them are left out)."""
+    columns = list(zip(*rows, strict=True)) or [() for _ in types]
+    return [pg_arrays.argument(c, t) for c, t in zip(columns, types, strict=False)]
 
 
 def _params(first: int, types: Sequence[str]) -> str:
-    return ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
+    return ", ".join(pg_arrays.param(first + i, t) for i, t in enumerate(types))
 
 
 def _delta_rows(first: int) -> str:
@@ -490,6 +495,7 @@ def _delta_rows(first: int) -> str:
 )"""
 
 
+_LAST_TYPES = ("bigint", "timestamptz")
 _WIDE_AT = _FIRST + len(ACTIVITY_COLUMNS)
 _COUNTERS_AT = _WIDE_AT + len(_WIDE_TYPES)
 _MEMBERS_AT = _COUNTERS_AT + len(_COUNTER_TYPES)
@@ -503,7 +509,7 @@ WITH a AS (
     FROM unnest({_params(_FIRST, _ACTIVITY_TYPES)}) AS v({", ".join(ACTIVITY_COLUMNS)})
 ), {_delta_rows(_WIDE_AT)}, {bucket_writes("wd", "cd_rows")[:-1]}
 UPDATE members SET last_activity_at = v.at, updated_at = $2::timestamptz
-FROM unnest({_params(_MEMBERS_AT, ("bigint", "timestamptz"))}) AS v(id, at)
+FROM unnest({_params(_MEMBERS_AT, _LAST_TYPES)}) AS v(id, at)
 WHERE members.id = v.id
 """
 
@@ -514,25 +520,24 @@ async def write_batch_pg(
     tenant_id: int,
     now: datetime,
     activities: Sequence[Sequence[Any]],
-    days: Sequence[tuple[int, int, str, date, int]],
+    wide: Sequence[Sequence[Any]],
+    counters: Sequence[tuple[int, int, str, date, int]],
     last_activity: Sequence[tuple[int, datetime]],
 ) -> None:
     """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text, ids from
-    ``reserve_ids``), add the day deltas ``days`` (member, program, metric, day, value; in
-    key order) to the buckets and the running totals, set the members' last activity — one
-    statement, one round trip, every row set as one array per column.
+    ``reserve_ids``), add the day deltas (``wide`` and ``counters`` as ``pivot`` gives
+    them, in key order) to the buckets and the running totals, set the members' last
+    activity — one statement, one round trip, every row set as one array per column.
 
     A clash on an idempotency key raises asyncpg's ``UniqueViolationError``."""
-    width = len(ACTIVITY_COLUMNS)
-    wide, counters = pivot(days)
     await driver.execute(
         WRITE_BATCH_PG,
         tenant_id,
         now,
-        *_columns(activities, width)[:width],  # without the tenant and recorded_at
-        *_columns(wide, len(_WIDE_TYPES)),
-        *_columns(counters, len(_COUNTER_TYPES)),
-        *_columns(last_activity, 2),
+        *_columns(activities, _ACTIVITY_TYPES),  # without the tenant and recorded_at
+        *_columns(wide, _WIDE_TYPES),
+        *_columns(counters, _COUNTER_TYPES),
+        *_columns(last_activity, _LAST_TYPES),
     )
 
 
@@ -545,7 +550,7 @@ _APPLY_WIDE_AT = 4
 _APPLY_DELTAS_PG = f"""
 WITH {_delta_rows(_APPLY_WIDE_AT)}, {bucket_writes("wd", "cd_rows")[:-1]}
 UPDATE members SET last_activity_at = v.at, updated_at = $3::timestamptz
-FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, at)
+FROM unnest({_params(1, _LAST_TYPES)}) AS v(id, at)
 WHERE members.id = v.id
 """
 
@@ -579,7 +584,8 @@ async def copy_batch_pg(
     tenant_id: int,
     now: datetime,
     activities: Sequence[Sequence[Any]],
-    days: Sequence[tuple[int, int, str, date, int]],
+    wide: Sequence[Sequence[Any]],
+    counters: Sequence[tuple[int, int, str, date, int]],
     last_activity: Sequence[tuple[int, datetime]],
 ) -> None:
     """``write_batch_pg`` for many rows (``activities`` in ``LEDGER_COLUMNS`` order, with
@@ -592,14 +598,12 @@ async def copy_batch_pg(
     member and day, arrays cost the client less than the extra round trip, and the server
     no longer creates and, at every commit, empties the temporary tables.)"""
     await driver.copy_records_to_table("activities", records=activities, columns=LEDGER_COLUMNS)
-    wide, counters = pivot(days)
     await driver.execute(
         _APPLY_DELTAS_PG,
-        [m for m, _ in last_activity],
-        [at for _, at in last_activity],
+        *_columns(last_activity, _LAST_TYPES),
         now,
-        *_columns(wide, len(_WIDE_TYPES)),
-        *_columns(counters, len(_COUNTER_TYPES)),
+        *_columns(wide, _WIDE_TYPES),
+        *_columns(counters, _COUNTER_TYPES),
     )
 
 

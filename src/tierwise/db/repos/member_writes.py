@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tierwise.db.repos import pg_arrays
 from tierwise.db.repos.members import MemberRow
 from tierwise.db.repos.members import _state_of as _state_of  # one decoding of the row
 from tierwise.db.tables import Member
@@ -52,7 +53,7 @@ async def set_last_activity(
 
 _LOCK_MEMBERS_PG = (
     "SELECT m.id, m.uuid, m.tenant_id, m.external_id, m.enrolled_at, m.last_activity_at, "
-    "m.created_at FROM unnest($2::text[]) AS k(external_id) "
+    "m.created_at FROM unnest($2::text::text[]) AS k(external_id) "
     "JOIN members AS m ON m.tenant_id = $1 AND m.external_id = k.external_id "
     "ORDER BY m.id FOR UPDATE OF m"
 )
@@ -70,14 +71,16 @@ async def lock_members_pg(
 ) -> dict[str, MemberRow]:
     """``members_repo.members_by_external_ids(..., lock=True)`` as one prepared statement
     on the asyncpg connection (the ids as one array, each id once)."""
-    rows = await driver.fetch(_LOCK_MEMBERS_PG, tenant_id, list(dict.fromkeys(external_ids)))
+    ids = pg_arrays.literal(list(dict.fromkeys(external_ids)))
+    rows = await driver.fetch(_LOCK_MEMBERS_PG, tenant_id, ids)
     return {row[3]: MemberRow(*row) for row in rows}
 
 
 _STATES_PG = (
     "SELECT t.member_id, t.ladder_id, t.level_key, t.achieved_at, t.cycle_start, "
     "t.expires_at, t.check_due_at, t.previous_level_key, t.assignment, t.grace_until, t.credit "
-    "FROM unnest($1::bigint[]) AS k(member_id) CROSS JOIN unnest($2::bigint[]) AS l(ladder_id) "
+    "FROM unnest($1::text::bigint[]) AS k(member_id) "
+    "CROSS JOIN unnest($2::text::bigint[]) AS l(ladder_id) "
     "CROSS JOIN LATERAL (SELECT * FROM member_tiers "
     "WHERE member_id = k.member_id AND ladder_id = l.ladder_id OFFSET 0) AS t"
 )
@@ -95,5 +98,7 @@ async def states_pg(
     """``members_repo.states`` as one prepared statement on the asyncpg connection."""
     if not member_ids or not ladder_ids:
         return {}
-    rows = await driver.fetch(_STATES_PG, list(member_ids), list(ladder_ids))
+    rows = await driver.fetch(
+        _STATES_PG, pg_arrays.literal(member_ids), pg_arrays.literal(ladder_ids)
+    )
     return {(row[0], row[1]): _state_of(*row[2:]) for row in rows}
