@@ -8,6 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tierwise.db import pg_instants
 from tierwise.settings import Settings
 
 
@@ -25,7 +26,9 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     kwargs: dict[str, Any] = {"pool_size": settings.db_pool_size, "max_overflow": 10}
     if not pooled:
         kwargs = {"poolclass": NullPool}
-    return create_async_engine(settings.database_url, pool_pre_ping=False, **kwargs)
+    engine = create_async_engine(settings.database_url, pool_pre_ping=False, **kwargs)
+    pg_instants.register(engine)
+    return engine
 
 
 def _make_sqlite_transactional(engine: AsyncEngine) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
@@ -553,7 +554,9 @@ class _Batch:
                 )
         return works
 
-    async def _lock_members(self, external_ids: list[str]) -> dict[str, members_repo.MemberRow]:
+    async def _lock_members(
+        self, external_ids: list[str]
+    ) -> Mapping[str, member_writes.LockedMember | members_repo.MemberRow]:
         if self.driver is not None:
             return await member_writes.lock_members_pg(
                 self.driver, self.caller.tenant_id, external_ids

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tierwise.db.repos import pg_arrays
-from tierwise.db.repos.members import MemberRow
 from tierwise.db.repos.members import _state_of as _state_of  # one decoding of the row
 from tierwise.db.tables import Member
 from tierwise.domain.state import TierState
@@ -51,9 +50,19 @@ async def set_last_activity(
 
 # -- PostgreSQL: the activity path's reads on the driver connection ------------------------
 
+
+class LockedMember(NamedTuple):
+    """What the activity path reads of a member it locks."""
+
+    id: int
+    external_id: str
+    enrolled_at: datetime
+    last_activity_at: datetime | None
+
+
 _LOCK_MEMBERS_PG = (
-    "SELECT m.id, m.uuid, m.tenant_id, m.external_id, m.enrolled_at, m.last_activity_at, "
-    "m.created_at FROM unnest($2::text::text[]) AS k(external_id) "
+    "SELECT m.id, m.external_id, m.enrolled_at, m.last_activity_at "
+    "FROM unnest($2::text::text[]) AS k(external_id) "
     "JOIN members AS m ON m.tenant_id = $1 AND m.external_id = k.external_id "
     "ORDER BY m.id FOR UPDATE OF m"
 )
@@ -68,12 +77,13 @@ batch against 0.9 ms for the join; medians of 20 rolled-back runs, 2026-11-22)."
 
 async def lock_members_pg(
     driver: Any, tenant_id: int, external_ids: Sequence[str]
-) -> dict[str, MemberRow]:
+) -> dict[str, LockedMember]:
     """``members_repo.members_by_external_ids(..., lock=True)`` as one prepared statement
-    on the asyncpg connection (the ids as one array, each id once)."""
+    on the asyncpg connection (the ids as one array, each id once), reading only what the
+    activity path uses."""
     ids = pg_arrays.literal(list(dict.fromkeys(external_ids)))
     rows = await driver.fetch(_LOCK_MEMBERS_PG, tenant_id, ids)
-    return {row[3]: MemberRow(*row) for row in rows}
+    return {row[1]: LockedMember(*row) for row in rows}
 
 
 _STATES_PG = (

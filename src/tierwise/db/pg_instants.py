@@ -1,0 +1,103 @@
+"""Instants (``timestamptz``) on the engine's asyncpg connections, converted by a codec of
+ours (``register``).
+
+asyncpg's own encoder compares every instant with its two infinities (an aware against a
+naive datetime: each comparison asks the zone for its offset), converts it to UTC and
+subtracts its epoch through Python attribute look-ups: about 2 µs an instant, the largest
+single cost of a batch's ledger ``COPY`` (two instants a row: 4 of its 4.5 ms of client
+CPU per 1,000 rows). Given as microseconds since PostgreSQL's epoch (asyncpg's ``tuple``
+format) an aware instant is one subtraction and one division, both in C: the ``COPY``
+took 2 ms instead of 4.
+
+The conversions are asyncpg's, value for value (``tests/services/test_pg_instants.py``
+compares them): an aware instant as the instant it is; a naive one, and a date, in the
+machine's local time zone (``datetime.astimezone``); ``datetime.max`` and ``datetime.min``
+(naive) as PostgreSQL's ``infinity`` and ``-infinity``, read back as those; every other
+instant read back in UTC. Decoding costs a little more than asyncpg's (about 0.1 µs an
+instant), which the batch path more than wins back; the status reads' own pool
+(``Runtime.driver_pool``) keeps asyncpg's codec.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_INFINITY = 2**63 - 1
+_NEGATIVE_INFINITY = -(2**63)
+_LAST = 252455615999999999
+"""``datetime.max`` read as UTC: asyncpg writes this instant as ``infinity``."""
+_FIRST = -63082281600000000
+"""``datetime.min`` read as UTC: asyncpg writes this instant as ``-infinity``."""
+
+
+def encode(value: datetime | date) -> tuple[int]:
+    """``(microseconds since 2000-01-01 UTC,)`` of ``value``."""
+    if type(value) is datetime and value.tzinfo is not None:
+        microseconds = (value - _EPOCH) // _MICROSECOND
+        if _FIRST < microseconds < _LAST:
+            return (microseconds,)
+        return (_edge(microseconds),)
+    return (_encode_other(value),)
+
+
+def _edge(microseconds: int) -> int:
+    """An instant at or beyond either end of ``datetime``'s range, as asyncpg writes it."""
+    if microseconds == _LAST:
+        return _INFINITY
+    if microseconds == _FIRST:
+        return _NEGATIVE_INFINITY
+    raise OverflowError("date value out of range")
+
+
+def _encode_other(value: datetime | date) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            if value == datetime.max:
+                return _INFINITY
+            if value == datetime.min:
+                return _NEGATIVE_INFINITY
+        instant = value.astimezone(UTC)  # a naive one in local time, as asyncpg reads it
+    elif isinstance(value, date):
+        # Midnight at the local offset of now, as asyncpg takes it.
+        offset = datetime.now(UTC).astimezone().utcoffset()
+        assert offset is not None
+        local = timezone(offset)
+        instant = datetime(value.year, value.month, value.day, tzinfo=local)
+    else:
+        raise TypeError(
+            f"expected a datetime.date or datetime.datetime instance, got {type(value).__name__!r}"
+        )
+    microseconds = (instant - _EPOCH) // _MICROSECOND
+    return microseconds if _FIRST < microseconds < _LAST else _edge(microseconds)
+
+
+def decode(value: tuple[int]) -> datetime:
+    """The instant of ``(microseconds since 2000-01-01 UTC,)``, in UTC."""
+    microseconds = value[0]
+    if microseconds == _INFINITY:
+        return datetime.max
+    if microseconds == _NEGATIVE_INFINITY:
+        return datetime.min
+    seconds, rest = divmod(microseconds, 1_000_000)  # timedelta normalises less
+    return _EPOCH + timedelta(0, seconds, rest)
+
+
+async def set_codec(driver: Any) -> None:
+    """Use ``encode`` and ``decode`` for ``timestamptz`` on the asyncpg connection."""
+    await driver.set_type_codec(
+        "timestamptz", schema="pg_catalog", encoder=encode, decoder=decode, format="tuple"
+    )
+
+
+def register(engine: AsyncEngine) -> None:
+    """Set the codec on every new connection of ``engine`` (PostgreSQL)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.run_async(set_codec)
