@@ -36,14 +36,28 @@ _FIRST = -63082281600000000
 """``datetime.min`` read as UTC: asyncpg writes this instant as ``-infinity``."""
 
 
+_recent: list[Any] = [None, None, None, None]
+"""The two aware instants encoded last, most recent first, each with its encoding: ``[value,
+encoding, value, encoding]``. A batch's ``COPY`` writes the same recording instant (one
+object) in every row, between the rows' own instants: it is encoded once."""
+
+
 def encode(value: datetime | date) -> tuple[int]:
     """``(microseconds since 2000-01-01 UTC,)`` of ``value``."""
-    if type(value) is datetime and value.tzinfo is not None:
-        microseconds = (value - _EPOCH) // _MICROSECOND
-        if _FIRST < microseconds < _LAST:
-            return (microseconds,)
-        return (_edge(microseconds),)
-    return (_encode_other(value),)
+    recent = _recent
+    if value is recent[0]:
+        found: tuple[int] = recent[1]
+        return found
+    if value is recent[2]:
+        found = recent[3]
+        recent[0], recent[1], recent[2], recent[3] = value, found, recent[0], recent[1]
+        return found
+    if type(value) is not datetime or value.tzinfo is None:
+        return (_encode_other(value),)  # not kept: read in the local zone of the moment
+    microseconds = (value - _EPOCH) // _MICROSECOND
+    found = (microseconds if _FIRST < microseconds < _LAST else _edge(microseconds),)
+    recent[2], recent[3], recent[0], recent[1] = recent[0], recent[1], value, found
+    return found
 
 
 def _edge(microseconds: int) -> int:

@@ -875,8 +875,8 @@ class _Batch:
                 command.counter,
                 None,
                 # _json(effects), written directly (a third of the time)
-                f'{{"spend":{amount},"orders":1,"points_earned":{points},"points_balance":{points}}}'
-                if points
+                f'{{"spend":{amount},"orders":1,"points_earned":{p},"points_balance":{p}}}'
+                if (p := str(points)) != "0"
                 else f'{{"spend":{amount},"orders":1}}',
                 # The answer is rebuilt from the row on a replay (purchase_result); the
                 # row keeps an instant in UTC only, so an answer in another offset stays.

@@ -169,10 +169,12 @@ def usual_json(usual: service.Usual, replayed: bool) -> str:
     """The ``ActivityOut`` document of a usual purchase's answer, as JSON text: the same
     text as ``orjson.dumps`` of ``_out`` (a property test compares them), written
     directly for a fifth of the time."""
-    activity_uuid, member_id, program_id, key, at, amount, points, rate = usual
+    activity_uuid, member_id, program_id, key, at, amount_int, points_int, rate = usual
+    amount = str(amount_int)  # each number written once, then placed as text
+    points = str(points_int)
     effects = (
         f'{{"orders":1,"points_balance":{points},"points_earned":{points},"spend":{amount}}}'
-        if points
+        if points_int
         else f'{{"orders":1,"spend":{amount}}}'
     )
     return (
