@@ -1259,26 +1259,30 @@ class _Batch:
         if quick is not None:
             # As _plus below: the purchase falls inside every window read at its instant.
             added = purchase_points(effects, lazy.points)
-            for i, metric in enumerate(plan.metrics):
-                quick[i] += added.get(metric, 0)
-            if not plan.qualifies_higher(quick, state):
+            lifted = [value + added.get(m, 0) for value, m in zip(quick, plan.metrics, strict=True)]
+            if not plan.qualifies_higher(lifted, state):
                 # These are the sums _upgrade reads at this instant once the purchase is
                 # applied (with the points just earned): it need not read them again.
                 self._no_upgrade = (work.member_id, row.id, at)
                 return lazy
-        spans = self._intervals(
-            keys,
-            work.program,
-            at=command.occurred_at,
-            enrolled_at=work.enrolled_at,
-            tier_start=state.cycle_start or state.achieved_at,
-        )
-        before = await measuring.measure(
-            self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
-        )
-        # The purchase causes an upgrade if its spend, orders or its points at the old
-        # rate lift the member (points-based ladders count the points it earns).
-        after = _plus(before, spans, purchase_points(effects, lazy.points), command.occurred_at)
+            # The sums ``measuring.measure`` gives for these windows at this instant (the
+            # plan reads them alike: ``ingest_plan``), before and after the purchase.
+            before = dict(zip(plan.keys, quick, strict=True))
+            after = dict(zip(plan.keys, lifted, strict=True))
+        else:
+            spans = self._intervals(
+                keys,
+                work.program,
+                at=command.occurred_at,
+                enrolled_at=work.enrolled_at,
+                tier_start=state.cycle_start or state.achieved_at,
+            )
+            before = await measuring.measure(
+                self.conn, work.figures, spans, member_id=work.member_id, program_id=work.program.id
+            )
+            # The purchase causes an upgrade if its spend, orders or its points at the old
+            # rate lift the member (points-based ladders count the points it earns).
+            after = _plus(before, spans, purchase_points(effects, lazy.points), at)
         decision = decide_upgrade(
             ladder, state, after, at=command.occurred_at, source=ChangeSource.ACTIVITY
         )
@@ -1339,9 +1343,12 @@ class _Batch:
         tz = work.tz
         plan = plan_for(ladder, measuring.keys_of(ladder))
         quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
-        if quick is not None and not plan.qualifies_higher(quick, state):
+        if quick is None:
+            measures = await self._measures(ladder, work, state, at)
+        elif plan.qualifies_higher(quick, state):
+            measures = dict(zip(plan.keys, quick, strict=True))  # what _measures reads
+        else:
             return None
-        measures = await self._measures(ladder, work, state, at)
         # A back-dated upgrade never predates the standing's latest change, so the history
         # keeps ending on the level the member holds (R13, R22).
         at = max(at, state.achieved_at or at, state.cycle_start or at)
