@@ -56,6 +56,15 @@ def _bodies(program_id: int, prefix: str, days: int) -> list[dict[str, Any]]:
     return out
 
 
+def record_stream(api: Api, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``bodies`` recorded as clients send them, some alone and the rest in batches of 100
+    (single and batch requests alike); their answers, in order."""
+    answers = [api.post("/v1/activities", json=b).json() for b in bodies[:20]]
+    for start in range(20, len(bodies), 100):
+        answers += batch(api, bodies[start : start + 100])["results"]
+    return answers
+
+
 @pytest.mark.parametrize(
     ("timing", "days"), [("lazy", 89), ("eager", 89), ("dynamic", 89), ("lazy", 6), ("eager", 6)]
 )
@@ -76,11 +85,7 @@ def test_the_quick_path_records_what_the_general_path_records(
         bodies = _bodies(p["id"], prefix, days)
         if p is general:
             monkeypatch.setattr(activities._Batch, "_quick_purchase", lambda *_: None)
-        # Some alone, the rest in batches of 100 (single and batch requests alike).
-        answers = [api.post("/v1/activities", json=b).json() for b in bodies[:20]]
-        for start in range(20, len(bodies), 100):
-            answers += batch(api, bodies[start : start + 100])["results"]
-        results[prefix] = answers
+        results[prefix] = record_stream(api, bodies)
         monkeypatch.undo()
 
     by_quick, by_general = ([comparable_result(r) for r in results[k]] for k in ("q", "g"))

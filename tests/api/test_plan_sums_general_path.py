@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import (
-    batch,
     comparable_result,
     criterion,
     figures,
@@ -25,7 +24,7 @@ from tests.api.helpers import (
 )
 from tests.api.helpers import ladder as add_ladder
 from tests.api.helpers import program as add_program
-from tests.api.test_ingest_quick_path import _bodies
+from tests.api.test_ingest_quick_path import _bodies, record_stream
 from tests.conftest import Api
 from tierwise.services.ingest_plan import Starts
 
@@ -88,10 +87,7 @@ def test_the_plan_sums_decide_as_measured_sums_do(
         bodies = _bodies(p["id"], prefix, days)
         if p is measured:
             monkeypatch.setattr(Starts, "values", lambda *_: None)
-        answers = [api.post("/v1/activities", json=b).json() for b in bodies[:20]]
-        for start in range(20, len(bodies), 100):
-            answers += batch(api, bodies[start : start + 100])["results"]
-        results[prefix] = answers
+        results[prefix] = record_stream(api, bodies)
         monkeypatch.undo()
 
     by_plan, by_measure = ([comparable_result(r) for r in results[k]] for k in ("p", "m"))
