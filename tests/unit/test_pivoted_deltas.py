@@ -1,17 +1,19 @@
 """The PostgreSQL batch write adds to the buckets and running totals exactly what the
 batch applied to its members' figures (R13 sums read them back): the wide rows built
-straight from the figures (``_Batch._pivoted_deltas``) are those of ``ledger.pivot`` over
-the per-metric deltas (``_Batch._deltas``), which the SQLite write uses, in key order."""
+straight from the figures (``_Batch._pivoted_deltas``) hold the per-metric deltas
+(``_Batch._deltas``), which the SQLite write uses, one row per member and day, in key
+order."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierwise.db.repos import activities as ledger
+from tierwise.db.tables import BUILTIN_COLUMNS
 from tierwise.domain.figures import MemberFigures
 from tierwise.domain.metrics import BuiltinMetric
 from tierwise.domain.program import Program
@@ -34,6 +36,24 @@ def _program(program_id: int) -> Program:
         created_at=_START,
         updated_at=_START,
     )
+
+
+def _pivot(
+    days: list[tuple[int, int, str, date, int]],
+) -> tuple[list[list[Any]], list[tuple[int, int, str, date, int]]]:
+    """The per-metric deltas as wide rows (member, program, day, each built-in metric) and
+    the custom counters' rows as they are."""
+    wide: dict[tuple[int, int, date], list[Any]] = {}
+    counters = []
+    for member_id, program_id, metric, day, value in days:
+        if metric not in BUILTIN_COLUMNS:
+            counters.append((member_id, program_id, metric, day, value))
+            continue
+        row = wide.setdefault(
+            (member_id, program_id, day), [member_id, program_id, day, *[0] * len(BUILTIN_COLUMNS)]
+        )
+        row[3 + BUILTIN_COLUMNS.index(metric)] += value
+    return list(wide.values()), counters
 
 
 _activity = st.tuples(
@@ -69,7 +89,7 @@ def test_pivoted_deltas_are_the_pivot_of_the_deltas(
         works[(work.external_id, program_id)] = work
 
     wide, counters = _Batch._pivoted_deltas(works)
-    expected_wide, expected_counters = ledger.pivot(_Batch._deltas(works))
+    expected_wide, expected_counters = _pivot(_Batch._deltas(works))
     assert sorted(map(tuple, wide)) == sorted(map(tuple, expected_wide))
     assert counters == expected_counters
     # In key order: every writer takes the rows' locks in that order.

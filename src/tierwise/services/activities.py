@@ -1575,31 +1575,12 @@ class _Batch:
     def _pivoted_deltas(
         works: dict[tuple[str, int], _MemberWork],
     ) -> tuple[list[list[Any]], list[tuple[int, int, str, date, int]]]:
-        """``ledger.pivot(self._deltas(works))``, built straight from the figures' pending
-        activities (a row per member and day, without a tuple per metric first)."""
-        column_at = ledger.COLUMN_AT
-        width = len(BUILTIN_COLUMNS)
-        wide: list[list[Any]] = []
-        counters: dict[tuple[int, int, str, date], int] = {}
-        for work in sorted(works.values(), key=_member_and_program):
-            member_id = work.member_id
-            program_id = work.program.id
-            pending = work.figures.pending
-            for day in sorted(pending):
-                row: list[Any] | None = None
-                for _, effects in pending[day]:
-                    for metric, delta in effects.items():
-                        column = column_at.get(metric)
-                        if column is not None:
-                            if row is None:
-                                row = [member_id, program_id, day, *([0] * width)]
-                            row[3 + column] += delta
-                        else:
-                            key = (member_id, program_id, metric, day)
-                            counters[key] = counters.get(key, 0) + delta
-                if row is not None:
-                    wide.append(row)
-        return wide, sorted((*key, value) for key, value in counters.items())
+        """``_deltas(works)`` as the PostgreSQL writes take them (``ledger.day_rows``),
+        built straight from the figures' pending activities."""
+        return ledger.day_rows(
+            (w.member_id, w.program.id, w.figures.pending)
+            for w in sorted(works.values(), key=_member_and_program)
+        )
 
     @staticmethod
     def _latest(works: dict[tuple[str, int], _MemberWork]) -> dict[int, datetime]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -26,7 +26,7 @@ from tierwise.db.types import UTCDateTime
 from tierwise.domain.activity import ActivityType, Recorded
 from tierwise.domain.activity_ids import ledger_id, shown_id
 from tierwise.domain.calendar import start_of_day
-from tierwise.domain.figures import MemberFigures
+from tierwise.domain.figures import DayActivities, MemberFigures
 
 
 class Stored(NamedTuple):
@@ -343,8 +343,6 @@ def unpivot(row: Sequence[Any], wanted: Iterable[str], start: int) -> Iterable[t
 
 
 _COLUMN_AT = {m: i for i, m in enumerate(BUILTIN_COLUMNS)}
-COLUMN_AT = _COLUMN_AT
-"""Each built-in metric's place among ``member_days``' metric columns."""
 
 
 async def load_day(
@@ -405,7 +403,7 @@ def _add_wide(table: str) -> str:
 def bucket_writes(wide: str, counters: str) -> str:
     """CTEs (without the leading ``WITH``, each ending in a comma) adding day deltas to the
     buckets and the running totals: ``wide``, rows of ``member_days``' columns (one per
-    member and day, the built-in metrics; see ``pivot``), and ``counters``, rows of the
+    member and day, the built-in metrics; see ``day_rows``), and ``counters``, rows of the
     custom counters' (member_id, program_id, metric, day, value). Rows are written in key
     order (every writer takes the rows' locks in that order)."""
     return f"""bd AS (
@@ -525,7 +523,7 @@ async def write_batch_pg(
     last_activity: Sequence[tuple[int, datetime]],
 ) -> None:
     """Append ``activities`` (tuples in ``LEDGER_COLUMNS`` order, JSON as text, ids from
-    ``reserve_ids``), add the day deltas (``wide`` and ``counters`` as ``pivot`` gives
+    ``reserve_ids``), add the day deltas (``wide`` and ``counters`` as ``day_rows`` gives
     them, in key order) to the buckets and the running totals, set the members' last
     activity — one statement, one round trip, every row set as one array per column.
 
@@ -542,7 +540,7 @@ async def write_batch_pg(
 
 
 # Many rows: COPY (binary, no per-value Python checks) into the ledger, then one
-# statement applies the day deltas, passed as arrays (after ``pivot`` a batch has one
+# statement applies the day deltas, passed as arrays (``day_rows``: a batch has one
 # row per member and day, a few hundred per 1,000 purchases) and sets the last
 # activities.
 
@@ -555,27 +553,33 @@ WHERE members.id = v.id
 """
 
 
-def pivot(
-    days: Sequence[tuple[int, int, str, date, int]],
+def day_rows(
+    pending: Iterable[tuple[int, int, Mapping[date, DayActivities]]],
 ) -> tuple[list[list[Any]], list[tuple[int, int, str, date, int]]]:
-    """The day deltas ``days`` (member, program, metric, day, value) as rows of
-    ``member_days`` (member, program, day, then each built-in metric; in key order when
-    ``days`` are) and the custom counters' rows as they are."""
-    wide: dict[tuple[int, int, date], list[Any]] = {}
-    counters: list[tuple[int, int, str, date, int]] = []
-    at = _COLUMN_AT
+    """What the batch writes adds to the buckets, from each member's activities not yet
+    stored (member, program, then the activities per local day; in (member, program)
+    order): rows of ``member_days`` (member, program, day, then each built-in metric), one
+    per member and day in key order, and the custom counters' rows (member, program,
+    metric, day, value), summed, in key order."""
     width = len(BUILTIN_COLUMNS)
-    for row in days:
-        column = at.get(row[2])
-        if column is None:
-            counters.append(row)
-            continue
-        key = (row[0], row[1], row[3])
-        found = wide.get(key)
-        if found is None:
-            found = wide[key] = [row[0], row[1], row[3], *([0] * width)]
-        found[3 + column] += row[4]
-    return list(wide.values()), counters
+    wide: list[list[Any]] = []
+    counters: dict[tuple[int, int, str, date], int] = {}
+    for member_id, program_id, days in pending:
+        for day in sorted(days):
+            row: list[Any] | None = None
+            for _, effects in days[day]:
+                for metric, delta in effects.items():
+                    column = _COLUMN_AT.get(metric)
+                    if column is None:
+                        key = (member_id, program_id, metric, day)
+                        counters[key] = counters.get(key, 0) + delta
+                        continue
+                    if row is None:
+                        row = [member_id, program_id, day, *([0] * width)]
+                    row[3 + column] += delta
+            if row is not None:
+                wide.append(row)
+    return wide, sorted((*key, value) for key, value in counters.items())
 
 
 async def copy_batch_pg(
@@ -591,7 +595,7 @@ async def copy_batch_pg(
     """``write_batch_pg`` for many rows (``activities`` in ``LEDGER_COLUMNS`` order, with
     ``tenant_id`` and ``now`` in every row): ``COPY`` the activities into the ledger; one
     statement then adds the day deltas (the built-in metrics one row per member and day,
-    ``pivot``; the custom counters as they are), passed as arrays, to the buckets and the
+    ``day_rows``; the custom counters' rows), passed as arrays, to the buckets and the
     running totals and sets the last activities. Two round trips whatever the size.
 
     (The deltas went through ``COPY`` into temporary tables before: with one row per
