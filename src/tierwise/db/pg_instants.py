@@ -13,9 +13,10 @@ The conversions are asyncpg's, value for value (``tests/services/test_pg_instant
 compares them): an aware instant as the instant it is; a naive one, and a date, in the
 machine's local time zone (``datetime.astimezone``); ``datetime.max`` and ``datetime.min``
 (naive) as PostgreSQL's ``infinity`` and ``-infinity``, read back as those; every other
-instant read back in UTC. Decoding costs a little more than asyncpg's (about 0.1 µs an
-instant), which the batch path more than wins back; the status reads' own pool
-(``Runtime.driver_pool``) keeps asyncpg's codec.
+instant read back in UTC. Decoding costs more than asyncpg's (0.15-0.5 µs more an instant
+in a micro-benchmark: a call into Python each), which the batch path more than wins back
+(it writes two instants per activity and reads about one); the status reads' own pool
+(``Runtime.driver``) keeps asyncpg's codec.
 """
 
 from __future__ import annotations
@@ -36,27 +37,28 @@ _FIRST = -63082281600000000
 """``datetime.min`` read as UTC: asyncpg writes this instant as ``-infinity``."""
 
 
-_recent: list[Any] = [None, None, None, None]
-"""The two aware instants encoded last, most recent first, each with its encoding: ``[value,
-encoding, value, encoding]``. A batch's ``COPY`` writes the same recording instant (one
-object) in every row, between the rows' own instants: it is encoded once."""
+_Kept = tuple[Any, tuple[int]]
+_recent: tuple[_Kept, _Kept] = ((None, (0,)), (None, (0,)))
+"""The two aware instants encoded last, most recent first, each with its encoding. A
+batch's ``COPY`` writes the same recording instant (one object) in every row, between
+the rows' own instants: it is encoded once. Replaced whole, never changed in place, so
+that a connection used from another thread reads a consistent pair."""
 
 
 def encode(value: datetime | date) -> tuple[int]:
     """``(microseconds since 2000-01-01 UTC,)`` of ``value``."""
-    recent = _recent
-    if value is recent[0]:
-        found: tuple[int] = recent[1]
-        return found
-    if value is recent[2]:
-        found = recent[3]
-        recent[0], recent[1], recent[2], recent[3] = value, found, recent[0], recent[1]
-        return found
+    global _recent
+    first, second = _recent
+    if value is first[0]:
+        return first[1]
+    if value is second[0]:
+        _recent = (second, first)
+        return second[1]
     if type(value) is not datetime or value.tzinfo is None:
         return (_encode_other(value),)  # not kept: read in the local zone of the moment
     microseconds = (value - _EPOCH) // _MICROSECOND
     found = (microseconds if _FIRST < microseconds < _LAST else _edge(microseconds),)
-    recent[2], recent[3], recent[0], recent[1] = recent[0], recent[1], value, found
+    _recent = ((value, found), first)
     return found
 
 
