@@ -106,6 +106,56 @@ def test_an_instant_is_read_as_asyncpg_reads_it(dsn: str, literal: str) -> None:
     assert getattr(ours, "tzinfo", None) == getattr(theirs, "tzinfo", None)
 
 
+def _read_as_micros(dsn: str, literal: str) -> tuple[Any, Any]:
+    """The instant of ``literal`` as asyncpg reads it, and as ``micros`` and ``of_micros``
+    read it (the batch path's member and standing reads)."""
+    column = "$1::text::timestamptz"
+
+    async def go() -> tuple[Any, Any]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            try:
+                theirs = await conn.fetchval(f"SELECT {column}", literal)
+            except OverflowError as error:
+                theirs = type(error).__name__
+            try:
+                ours = pg_instants.of_micros(
+                    await conn.fetchval(f"SELECT {pg_instants.micros(column)}", literal)
+                )
+            except OverflowError as error:
+                ours = type(error).__name__
+            return theirs, ours
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("literal", [*_READ, None])
+def test_an_instant_read_as_microseconds_is_the_one_asyncpg_reads(
+    dsn: str, literal: str | None
+) -> None:
+    theirs, ours = _read_as_micros(dsn, literal)  # type: ignore[arg-type]
+    assert ours == theirs
+    assert getattr(ours, "tzinfo", None) == getattr(theirs, "tzinfo", None)
+
+
+def test_an_instant_beyond_the_range_is_refused_when_read_as_microseconds(dsn: str) -> None:
+    theirs, ours = _read_as_micros(dsn, "10000-01-01 00:00:00+00")
+    assert ours == theirs == "OverflowError"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1800, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
+    )
+)
+def test_any_instant_read_as_microseconds_is_exact(dsn: str, at: datetime) -> None:
+    theirs, ours = _read_as_micros(dsn, at.isoformat())
+    assert ours == theirs == at
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     st.datetimes(

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tierwise.db.pg_instants import micros, of_micros
 from tierwise.db.repos import pg_arrays
 from tierwise.db.repos.members import _state_of as _state_of  # one decoding of the row
 from tierwise.db.tables import Member
@@ -61,7 +62,7 @@ class LockedMember(NamedTuple):
 
 
 _LOCK_MEMBERS_PG = (
-    "SELECT m.id, m.external_id, m.enrolled_at, m.last_activity_at "
+    f"SELECT m.id, m.external_id, {micros('m.enrolled_at')}, {micros('m.last_activity_at')} "
     "FROM unnest($2::text::text[]) AS k(external_id) "
     "JOIN members AS m ON m.tenant_id = $1 AND m.external_id = k.external_id "
     "ORDER BY m.id FOR UPDATE OF m"
@@ -83,12 +84,17 @@ async def lock_members_pg(
     activity path uses."""
     ids = pg_arrays.literal(list(dict.fromkeys(external_ids)))
     rows = await driver.fetch(_LOCK_MEMBERS_PG, tenant_id, ids)
-    return {row[1]: LockedMember(*row) for row in rows}
+    return {
+        row[1]: LockedMember(row[0], row[1], of_micros(row[2]), of_micros(row[3])) for row in rows
+    }
 
 
 _STATES_PG = (
-    "SELECT t.member_id, t.ladder_id, t.level_key, t.achieved_at, t.cycle_start, "
-    "t.expires_at, t.check_due_at, t.previous_level_key, t.assignment, t.grace_until, t.credit "
+    f"SELECT t.member_id, t.ladder_id, t.level_key, {micros('t.achieved_at')}, "
+    f"{micros('t.cycle_start')}, {micros('t.expires_at')}, {micros('t.check_due_at')}, "
+    "t.previous_level_key, "
+    "CASE WHEN json_typeof(t.assignment) = 'null' THEN NULL ELSE t.assignment END, "
+    f"{micros('t.grace_until')}, t.credit "
     "FROM unnest($1::text::bigint[]) AS k(member_id) "
     "CROSS JOIN unnest($2::text::bigint[]) AS l(ladder_id) "
     "CROSS JOIN LATERAL (SELECT * FROM member_tiers "
@@ -111,4 +117,18 @@ async def states_pg(
     rows = await driver.fetch(
         _STATES_PG, pg_arrays.literal(member_ids), pg_arrays.literal(ladder_ids)
     )
-    return {(row[0], row[1]): _state_of(*row[2:]) for row in rows}
+    at = of_micros
+    return {
+        (row[0], row[1]): _state_of(
+            row[2],
+            at(row[3]),
+            at(row[4]),
+            at(row[5]),
+            at(row[6]),
+            row[7],
+            row[8],
+            at(row[9]),
+            row[10],
+        )
+        for row in rows
+    }
