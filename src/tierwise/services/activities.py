@@ -391,8 +391,6 @@ class _Batch:
     async def run(self) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(self.commands)
         fresh = await self._replays(outcomes)
-        if fresh and self.conn.dialect.name == "postgresql":
-            self.driver = await pg_driver(self.conn)
         if fresh:
             await self._process(fresh, outcomes)
         return [outcome for outcome in outcomes if outcome is not None]
@@ -435,6 +433,10 @@ class _Batch:
         for index in fresh:
             if self.commands[index].program_id not in self.programs:
                 await self._program(self.commands[index].program_id, index)
+        if self.conn.dialect.name == "postgresql":
+            # After the programs' statement, which opened the transaction (else
+            # ``pg_driver`` opens it with one more round trip).
+            self.driver = await pg_driver(self.conn)
         works = await self._members(fresh)
         standings = Standings(self.rt, self.conn, self.caller.tenant_id, self.now)
         members = [(w.member_id, w.external_id, w.enrolled_at, w.program) for w in works.values()]
