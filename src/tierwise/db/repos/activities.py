@@ -611,7 +611,12 @@ async def copy_batch_pg(
     )
 
 
-_RESERVE_PG = "SELECT nextval('activities_id_seq') FROM generate_series(1, $1::int)"
+_RESERVE_PG = (
+    "SELECT array_agg(id ORDER BY id) FROM "
+    "(SELECT nextval('activities_id_seq') AS id FROM generate_series(1, $1::int)) AS ids"
+)
+"""One row holding the ids as an array, which asyncpg decodes in C (one row per id cost a
+record each)."""
 _RESERVE = text("SELECT nextval('activities_id_seq') FROM generate_series(1, :count)")
 
 
@@ -626,7 +631,8 @@ async def reserve_ids(conn: AsyncConnection, driver: Any | None, count: int) -> 
     if count <= 0:
         return []
     if driver is not None:
-        return [row[0] for row in await driver.fetch(_RESERVE_PG, count)]
+        ids: list[int] = await driver.fetchval(_RESERVE_PG, count)
+        return ids
     if conn.dialect.name == "postgresql":
         return list((await conn.execute(_RESERVE, {"count": count})).scalars())
     last = (await conn.execute(select(func.coalesce(func.max(Activity.id), 0)))).scalar_one()
