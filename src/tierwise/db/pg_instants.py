@@ -114,7 +114,7 @@ def micros(column: str) -> str:
     a few instants for every member of a batch reads them this way."""
     return (
         f"CASE WHEN isfinite({column}) "
-        f"THEN round((extract(epoch FROM {column}) - 946684800) * 1000000)::int8 "
+        f"THEN (extract(epoch FROM {column}) * 1000000)::int8 - 946684800000000 "
         f"WHEN {column} > 'epoch' THEN {_INFINITY}::int8 "
         f"WHEN {column} < 'epoch' THEN ({_NEGATIVE_INFINITY})::int8 END"
     )
