@@ -92,6 +92,20 @@ def ladder(api: Api, program_id: int, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def twin_programs(
+    api: Api, names: tuple[str, str], ladders: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two programs alike (EUR, an earn rate with a long fraction), each with ``ladders``:
+    the same activities recorded in each, one way and another, must come out the same."""
+    found = []
+    for name in names:
+        created = program(api, name=name, currency="EUR", earn_rate="0.333333")
+        for body in ladders:
+            ladder(api, created["id"], body)
+        found.append(created)
+    return found[0], found[1]
+
+
 def activity(
     api: Api,
     member: str,

@@ -24,9 +24,8 @@ from tests.api.helpers import (
     history_rows,
     meter,
     spend_ladder,
+    twin_programs,
 )
-from tests.api.helpers import ladder as add_ladder
-from tests.api.helpers import program as add_program
 from tests.conftest import Api
 from tierwise.services import activities
 
@@ -71,15 +70,11 @@ def record_stream(api: Api, bodies: list[dict[str, Any]]) -> list[dict[str, Any]
 def test_the_quick_path_records_what_the_general_path_records(
     api: Api, monkeypatch: pytest.MonkeyPatch, timing: str, days: int
 ) -> None:
-    programs = []
-    for name in ("Quick", "General"):
-        found = add_program(api, name=name, currency="EUR", earn_rate="0.333333")
-        add_ladder(
-            api, found["id"], spend_ladder(timing, silver=40_000, gold=90_000, gold_points=1_500)
-        )
-        add_ladder(api, found["id"], meter())
-        programs.append(found)
-    quick, general = programs
+    quick, general = twin_programs(
+        api,
+        ("Quick", "General"),
+        [spend_ladder(timing, silver=40_000, gold=90_000, gold_points=1_500), meter()],
+    )
     results = {}
     for p, prefix in ((quick, "q"), (general, "g")):
         bodies = _bodies(p["id"], prefix, days)

@@ -32,9 +32,8 @@ from tests.api.helpers import (
     level,
     meter,
     spend_ladder,
+    twin_programs,
 )
-from tests.api.helpers import ladder as add_ladder
-from tests.api.helpers import program as add_program
 from tests.conftest import Api
 from tierwise.services import activities
 
@@ -94,17 +93,10 @@ def _batches(program_id: int, prefix: str) -> list[list[dict[str, Any]]]:
 def test_runs_of_purchases_record_what_one_by_one_records(
     api: Api, monkeypatch: pytest.MonkeyPatch, timing: str, exact: bool
 ) -> None:
-    programs = []
-    for name in ("Runs", "General"):
-        found = add_program(api, name=name, currency="EUR", earn_rate="0.333333")
-        add_ladder(
-            api, found["id"], spend_ladder(timing, silver=60_000, gold=150_000, gold_points=900)
-        )
-        if exact:
-            add_ladder(api, found["id"], _exact_orders())
-        add_ladder(api, found["id"], meter())
-        programs.append(found)
-    runs, general = programs
+    spend = spend_ladder(timing, silver=60_000, gold=150_000, gold_points=900)
+    runs, general = twin_programs(
+        api, ("Runs", "General"), [spend, *([_exact_orders()] if exact else []), meter()]
+    )
     taken: list[int] = []
     quick_run = activities._Batch._quick_run
 

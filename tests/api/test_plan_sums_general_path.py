@@ -21,9 +21,8 @@ from tests.api.helpers import (
     level,
     meter,
     only_ladder,
+    twin_programs,
 )
-from tests.api.helpers import ladder as add_ladder
-from tests.api.helpers import program as add_program
 from tests.api.test_ingest_quick_path import _bodies, record_stream
 from tests.conftest import Api
 from tierwise.services.ingest_plan import Starts
@@ -75,13 +74,11 @@ _IDS = {"id", "ladder_id", "program_id", "uuid"}
 def test_the_plan_sums_decide_as_measured_sums_do(
     api: Api, monkeypatch: pytest.MonkeyPatch, timing: str, days: int
 ) -> None:
-    programs = []
-    for name in ("Planned", "Measured"):
-        found = add_program(api, name=name, currency="EUR", earn_rate="0.333333")
-        add_ladder(api, found["id"], _windows_ladder(timing))
-        add_ladder(api, found["id"], meter(window={"type": "rolling_days", "days": 30}))
-        programs.append(found)
-    planned, measured = programs
+    planned, measured = twin_programs(
+        api,
+        ("Planned", "Measured"),
+        [_windows_ladder(timing), meter(window={"type": "rolling_days", "days": 30})],
+    )
     results = {}
     for p, prefix in ((planned, "p"), (measured, "m")):
         bodies = _bodies(p["id"], prefix, days)
