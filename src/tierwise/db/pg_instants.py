@@ -6,17 +6,17 @@ naive datetime: each comparison asks the zone for its offset), converts it to UT
 subtracts its epoch through Python attribute look-ups: about 2 µs an instant, the largest
 single cost of a batch's ledger ``COPY`` (two instants a row: 4 of its 4.5 ms of client
 CPU per 1,000 rows). Given as microseconds since PostgreSQL's epoch (asyncpg's ``tuple``
-format) an aware instant is one subtraction and one division, both in C: the ``COPY``
-took 2 ms instead of 4.
+format) an aware instant is one subtraction in C and three fields of its result: the
+``COPY`` took 2 ms instead of 4.
 
 The conversions are asyncpg's, value for value (``tests/services/test_pg_instants.py``
 compares them): an aware instant as the instant it is; a naive one, and a date, in the
 machine's local time zone (``datetime.astimezone``); ``datetime.max`` and ``datetime.min``
 (naive) as PostgreSQL's ``infinity`` and ``-infinity``, read back as those; every other
-instant read back in UTC. Decoding costs more than asyncpg's (0.15-0.5 µs more an instant
-in a micro-benchmark: a call into Python each), which the batch path more than wins back
-(it writes two instants per activity and reads about one); the status reads' own pool
-(``Runtime.driver``) keeps asyncpg's codec.
+instant read back in UTC. Decoding is a call into Python per instant from asyncpg's row
+decoding, which its own decoder (in C) avoids: the batch path's statements that read an
+instant or two per member read them as integers instead (``micros``, ``of_micros``), and
+the status reads' own pool (``Runtime.driver``) keeps asyncpg's codec.
 """
 
 from __future__ import annotations
