@@ -276,6 +276,106 @@ def test_purchases_make_the_models_commands_or_errors(item: dict[str, Any]) -> N
         assert want[0].request_hash == _dumped_hash(data["activities"][0])
 
 
+# -- batches of alike purchases, a column at a time -------------------------------------
+
+_SHAPES = [{}, {"currency": _DROP}, {"program_id": 7}, {"program_id": 2**62, "currency": _DROP}]
+
+
+def _alike(n: int, **changes: Any) -> list[dict[str, Any]]:
+    start = datetime(2025, 1, 10, tzinfo=UTC)
+    return [
+        _purchase(
+            member_id=f"m{i % 3}",
+            idempotency_key=f"k-{i}",
+            occurred_at=orjson.dumps(start + timedelta(seconds=i, microseconds=i % 2))
+            .decode()[1:-1]
+            .replace("+00:00", "Z"),
+            amount_minor=1 + i,
+            **changes,
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("shape", _SHAPES, ids=range(len(_SHAPES)))
+def test_alike_purchases_are_read_a_column_at_a_time(
+    shape: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose items are all usual purchases with the same fields never reaches the
+    item-by-item check, and makes the models' commands."""
+    import tierwise.api.routes.activities as routes
+
+    def refuse(item: Any) -> None:
+        raise AssertionError("checked item by item")
+
+    monkeypatch.setattr(routes, "_usual_purchase", refuse)
+    for n in (1, 2, 1000):
+        made = _same({"activities": _alike(n, **shape)})
+        assert len(made) == n
+
+
+_ITEMS = (
+    ACCEPTED
+    + REFUSED
+    + [
+        _purchase(currency="usd", member_id="m\x00"),
+        _purchase(occurred_at="2025-01-10T12:00:00.123Z"),
+        _purchase(occurred_at="20250110T120000Z"),
+        _purchase(occurred_at="2025-01-10T12:00:00.123456+01:00"),
+        _purchase(type=["purchase"]),
+        _purchase(type={"a": 1}),
+        _purchase(member_id=["m"]),
+        _purchase(amount_minor=[1]),
+        _purchase(currency=["USD"]),
+        _purchase(program_id=[7]),
+        _purchase(currency=_DROP, program_id=7),
+        _purchase(currency=_DROP, program_id=7, extra=1),
+        _purchase(currency=_DROP, points=1),
+        "purchase",
+        [1, 2],
+        None,
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    shape=st.sampled_from(_SHAPES),
+    n=st.integers(1, 6),
+    odd=st.sampled_from(_ITEMS),
+    where=st.integers(0, 5),
+)
+def test_one_odd_item_among_alike_purchases(
+    shape: dict[str, Any], n: int, odd: Any, where: int
+) -> None:
+    """With one item of any kind among alike purchases, the columns give exactly what the
+    item-by-item check gives (the same commands, or None when any item is not a usual
+    purchase of the first's fields), and the batch the models' commands or errors."""
+    from tierwise.api.routes.activities import _usual_purchase, _usual_purchases
+
+    items = _alike(n, **shape)
+    items.insert(min(where, n), odd)
+    data = orjson.loads(orjson.dumps({"activities": items}))
+    by_item = [_usual_purchase(item) for item in data["activities"]]
+    by_column = _usual_purchases(data["activities"])
+    if by_column is not None:
+        assert by_column == by_item
+    elif None not in by_item:
+        # Only a different set of fields sends usual purchases item by item.
+        assert len({frozenset(item) for item in data["activities"]}) > 1
+    refused: ValidationError | None = None
+    try:
+        want = _reference(data)
+    except ValidationError as error:
+        refused = error
+    if refused is not None:
+        with pytest.raises(ValidationError) as got:
+            batch_commands(data)
+        assert _errors(got.value) == _errors(refused)
+    else:
+        assert _hashed(batch_commands(data)) == want
+
+
 # -- the answer ------------------------------------------------------------------------
 
 

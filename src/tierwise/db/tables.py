@@ -256,7 +256,12 @@ class Activity(Base):
     member_id: Mapped[int] = mapped_column(BigInteger)
     program_id: Mapped[int] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(20))
-    idempotency_key: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql")
+    )
+    """Compared byte by byte on PostgreSQL (revision c4e8a2f6b1d3): its unique index is
+    only ever searched for equal keys, which the database's collation would compare
+    through ``strcoll``."""
     request_hash: Mapped[str] = mapped_column(String(64))
     """The body's fingerprint (R12); empty for a usual purchase sent without a program id,
     whose fingerprint is written again from the row (``services.activities._stored_hash``)."""

@@ -613,13 +613,15 @@ async def copy_batch_pg(
 
 
 _RESERVE_PG = (
-    "SELECT string_agg(id::text, ',' ORDER BY id) FROM "
+    "SELECT string_agg(id::text, ',') FROM "
     "(SELECT nextval('activities_id_seq') AS id FROM generate_series(1, $1::int)) AS ids"
 )
 """One row holding the ids as text, which ``orjson`` reads in C (one row per id cost a
 record each). Not an ``int8[]``: asyncpg looks that type up in the catalog on each new
 connection (its cache is emptied when the connection's instant codec is set), a query
-that costs PostgreSQL about as much as a batch's ledger ``COPY``."""
+that costs PostgreSQL about as much as a batch's ledger ``COPY``. Not ordered there (an
+``ORDER BY`` in the aggregate sorted them for about half the statement's time): sorted
+here, where they come nearly in order."""
 _RESERVE = text("SELECT nextval('activities_id_seq') FROM generate_series(1, :count)")
 
 
@@ -635,6 +637,7 @@ async def reserve_ids(conn: AsyncConnection, driver: Any | None, count: int) -> 
         return []
     if driver is not None:
         ids: list[int] = orjson.loads(f"[{await driver.fetchval(_RESERVE_PG, count)}]")
+        ids.sort()
         return ids
     if conn.dialect.name == "postgresql":
         return list((await conn.execute(_RESERVE, {"count": count})).scalars())
