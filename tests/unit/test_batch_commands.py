@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -28,6 +28,7 @@ from tierwise.api.routes.activities import (
     answer,
     batch_answer,
     batch_commands,
+    batch_commands_of,
     command,
     usual_json,
 )
@@ -73,7 +74,7 @@ def _errors(error: ValidationError) -> list[Any]:
 
 def _hashed(commands: list[ActivityCommand]) -> list[ActivityCommand]:
     """``commands`` with every fingerprint written (R12: what a repeat is compared by)."""
-    return [replace(c, request_hash=request_hash_of(c)) for c in commands]
+    return [msgspec.structs.replace(c, request_hash=request_hash_of(c)) for c in commands]
 
 
 def _same(data: Any) -> list[ActivityCommand]:
@@ -376,6 +377,124 @@ def test_one_odd_item_among_alike_purchases(
         assert _hashed(batch_commands(data)) == want
 
 
+# -- batches read from their bytes (msgspec first) --------------------------------------
+
+
+def _read_as_before(raw: bytes) -> list[ActivityCommand] | Exception:
+    try:
+        return batch_commands(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as error:
+        return error
+
+
+def _same_from_bytes(raw: bytes) -> None:
+    """``batch_commands_of(raw)`` gives what ``batch_commands(orjson.loads(raw))`` gives:
+    the same commands, or an error of the same kind (and the same errors, located)."""
+    want = _read_as_before(raw)
+    if isinstance(want, Exception):
+        with pytest.raises(type(want)) as got:
+            batch_commands_of(raw)
+        if isinstance(want, ValidationError):
+            assert isinstance(got.value, ValidationError)
+            assert _errors(got.value) == _errors(want)
+    else:
+        assert batch_commands_of(raw) == want
+
+
+@pytest.mark.parametrize("shape", _SHAPES, ids=range(len(_SHAPES)))
+def test_alike_purchases_are_read_from_the_bytes(
+    shape: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body of alike usual purchases is read by msgspec into columns, never parsed into
+    dictionaries, and makes the models' commands."""
+    import tierwise.api.routes.activities as routes
+
+    for n in (1, 3, 1000):
+        raw = orjson.dumps({"activities": _alike(n, **shape)})
+        want = _reference(orjson.loads(raw))
+        with monkeypatch.context() as patched:
+            patched.setattr(routes, "batch_commands", None)  # a call would raise
+            got = batch_commands_of(raw)
+        assert _hashed(got) == want
+
+
+_PLAIN = orjson.dumps({"activities": _alike(2)})
+
+RAW_BODIES: list[bytes] = [
+    _PLAIN,
+    b" \n" + _PLAIN + b"\n ",
+    _PLAIN + b"x",
+    b"\xef\xbb\xbf" + _PLAIN,
+    _PLAIN.replace(b'"m0"', b'"m\\u0000"'),
+    _PLAIN.replace(b'"m0"', b'"\\ud800"'),
+    _PLAIN.replace(b'"m0"', b'"\\ud83d\\ude00"'),
+    _PLAIN.replace(b'"m0"', b'"\\u00e9\\"q\\\\"'),
+    _PLAIN.replace(b'"m0"', b'"m\xff"'),
+    _PLAIN.replace(b'"m0"', b'"' + "\u00e9".encode() * 128 + b'"'),
+    _PLAIN.replace(b'"m0"', b'"' + "\u00e9".encode() * 129 + b'"'),
+    _PLAIN.replace(b'"m0"', b'"' + "\U0001f600".encode() * 128 + b'"'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":1,"amount_minor":7,'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":true,'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":1.0,'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":1e3,'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":99999999999999999999999,'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":-0,'),
+    _PLAIN.replace(b'"amount_minor":1,', b'"amount_minor":null,'),
+    _PLAIN.replace(b'"currency":"USD"', b'"currency":null', 1),
+    _PLAIN.replace(b'"type":"purchase"', b'"type":"visit"', 1),
+    _PLAIN.replace(b'"type":"purchase"', b'"type":"purchase","type":"purchase"', 1),
+    _PLAIN.replace(b'"activities":', b'"activities":[],"activities":'),
+    _PLAIN.replace(b"{", b'{"extra":1,', 1),
+    _PLAIN.replace(b'T00:00:00Z"', b'T00:00:00+00:00"', 1),
+    orjson.dumps({"activities": []}),
+    orjson.dumps({"activities": _alike(1001)}),
+    orjson.dumps({"activities": [_purchase(), _purchase(currency=_DROP)]}),
+    orjson.dumps({"activities": [_purchase(program_id=3), _purchase()]}),
+    orjson.dumps([_purchase()]),
+    b"[" * 10_000 + b"]" * 10_000,
+    b"",
+    b"null",
+]
+
+
+@pytest.mark.parametrize("raw", RAW_BODIES, ids=range(len(RAW_BODIES)))
+def test_bodies_read_from_bytes_as_before(raw: bytes) -> None:
+    _same_from_bytes(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from(_SHAPES),
+    n=st.integers(1, 4),
+    at=st.integers(0, len(orjson.dumps({"activities": _alike(4)})) - 1),
+    data=st.binary(min_size=1, max_size=3),
+    cut=st.integers(0, 3),
+)
+def test_a_mangled_body_reads_as_before(
+    shape: dict[str, Any], n: int, at: int, data: bytes, cut: int
+) -> None:
+    """Any few bytes written over a body of alike purchases: the same commands or the
+    same kind of error as reading it by ``orjson`` and ``batch_commands``."""
+    raw = orjson.dumps({"activities": _alike(n, **shape)})
+    at = min(at, len(raw))
+    _same_from_bytes(raw[:at] + data + raw[at + cut :])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from(_SHAPES),
+    n=st.integers(1, 5),
+    odd=st.sampled_from(_ITEMS),
+    where=st.integers(0, 5),
+)
+def test_one_odd_item_reads_from_bytes_as_before(
+    shape: dict[str, Any], n: int, odd: Any, where: int
+) -> None:
+    items = _alike(n, **shape)
+    items.insert(min(where, n), odd)
+    _same_from_bytes(orjson.dumps({"activities": items}))
+
+
 # -- the answer ------------------------------------------------------------------------
 
 
@@ -563,3 +682,8 @@ def test_a_usual_answer_is_written_as_orjson_writes_its_document(
     assert answer(lazy) == answer(built)
     assert lazy.result == built.result
     assert batch_answer([lazy, lazy]) == batch_answer([built, built])
+    # A batch's answers write their texts together (``_usual_texts``): each in its place.
+    other: Usual = (usual[0], key, program_id, member, at + timedelta(days=1), 1, 0, rate)
+    other_built = Outcome(purchase_result(*other), not replayed)
+    other_lazy = Outcome(None, not replayed, other)
+    assert batch_answer([lazy, other_lazy, lazy]) == batch_answer([built, other_built, built])

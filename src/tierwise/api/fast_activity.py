@@ -29,7 +29,7 @@ from tierwise.api.auth import secret_in
 from tierwise.api.routes.activities import (
     answer,
     batch_answer,
-    batch_commands,
+    batch_commands_of,
     groups_of,
     record_many,
     record_one,
@@ -86,9 +86,8 @@ class FastActivity:
             return False
         one = scope["path"] == _ONE
         try:
-            data = orjson.loads(body)
-            activity = ActivityIn.model_validate(data) if one else None
-            batch = None if one else batch_commands(data)
+            activity = ActivityIn.model_validate(orjson.loads(body)) if one else None
+            batch = None if one else batch_commands_of(body)
         except (orjson.JSONDecodeError, ValidationError):
             return False
         headers: dict[str, str] = {}

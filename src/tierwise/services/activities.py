@@ -22,6 +22,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import msgspec
 import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -68,11 +69,13 @@ MAX_POINTS = 10**15
 """Points one activity may earn: keeps every running total far inside 64 bits."""
 
 
-@dataclass(slots=True)
-class ActivityCommand:
-    """One activity as a client sent it (already shape-checked by the API schema). Not
-    frozen (a frozen dataclass is built six times slower, 2 µs per activity of a batch);
-    nothing changes one once built: ``dataclasses.replace`` makes a new one."""
+class ActivityCommand(msgspec.Struct, gc=False):
+    """One activity as a client sent it (already shape-checked by the API schema). A
+    ``msgspec.Struct``: built in C (a batch builds a thousand; a dataclass' ``__init__``
+    took two and a half times the instructions, a frozen one six times), its fields read
+    as fast as a slotted class' and, holding no containers, it is never tracked by the
+    cycle collector. Nothing changes one once built: ``msgspec.structs.replace`` makes a
+    new one."""
 
     type: ActivityType
     member_id: str
@@ -996,7 +999,7 @@ class _Batch:
                 amount = 0
             effects = return_effects(reverses, amount_minor=amount, already_returned=already)
             self.returned[reverses.id] = already + (amount or 1)
-            command = replace(command, amount_minor=amount or None)
+            command = msgspec.structs.replace(command, amount_minor=amount or None)
         else:
             effects = base_effects(
                 command.type,
