@@ -165,3 +165,36 @@ def test_a_repeat_with_another_body_is_still_refused(api: Api) -> None:
     assert response.json()["error"]["code"] == "idempotency_key_reused"
     response = api.post("/v1/activities/batch", json={"activities": [body, changed]})
     assert response.status_code == 409
+
+
+def test_a_lifting_purchase_without_a_program_id_is_fingerprinted_from_its_row(
+    api: Api,
+) -> None:
+    """R12: a usual purchase sent without a program id that lifts its member (recorded by
+    the general path) stores no fingerprint, as the quick paths store none: its repeat
+    still answers the first answer, and a repeat with another body is still refused."""
+    _program(api)  # the tenant's only program: the default
+    bodies = [
+        {
+            "type": "purchase",
+            "member_id": "cm-up",
+            "idempotency_key": f"c-nop-{i}",
+            "occurred_at": f"2025-04-0{1 + i}T10:00:00Z",
+            "amount_minor": 60_000 if i == 1 else 1_000,
+            "currency": "EUR",
+        }
+        for i in range(3)
+    ]
+    firsts = [_first(a) for a in batch(api, bodies)["results"]]
+    assert firsts[1]["tier_changes"], "the second purchase lifts its member"
+    rows = _rows(api, [b["idempotency_key"] for b in bodies])
+    assert rows["c-nop-1"][0] is not None  # the general path's answer, stored whole
+    assert [_again(a) for a in batch(api, bodies)["results"]] == firsts
+    assert _again(api.post("/v1/activities", json=bodies[1]).json()) == firsts[1]
+    changed = bodies[1] | {"amount_minor": 60_001}
+    for response in (
+        api.post("/v1/activities", json=changed),
+        api.post("/v1/activities/batch", json={"activities": [changed]}),
+    ):
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "idempotency_key_reused"

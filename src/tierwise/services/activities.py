@@ -127,6 +127,20 @@ def _stored_hash(stored: ledger.Stored) -> str:
     )
 
 
+def _row_hash(command: ActivityCommand) -> str:
+    """The fingerprint a ledger row keeps: empty for a usual purchase sent without a
+    program id (``_stored_hash`` writes it again from the row, as the quick paths store
+    it), else ``request_hash_of``."""
+    if (
+        command.request_hash is None
+        and command.type is ActivityType.PURCHASE
+        and command.program_id is None
+        and command.occurred_at.tzinfo is UTC
+    ):
+        return ""
+    return request_hash_of(command)
+
+
 Usual = tuple[str, str, int, str, datetime, int, int, str]
 """The answer to a usual purchase, not yet built: ``purchase_result``'s arguments (uuid,
 member's external id, program id, idempotency key, instant, amount, points, rate)."""
@@ -1101,7 +1115,7 @@ class _Batch:
                 program.id,
                 command.type.value,
                 command.idempotency_key,
-                request_hash_of(command),
+                _row_hash(command),
                 command.occurred_at,
                 command.amount_minor,
                 command.currency,
