@@ -875,9 +875,6 @@ class _Batch:
         assert amount is not None
         key = command.idempotency_key
         usual = (activity_uuid, external_id, program_id, key, at, amount, points, rate_text)
-        request_hash = command.request_hash
-        if request_hash is None and (command.program_id is not None or at.tzinfo is not UTC):
-            request_hash = request_hash_of(command)  # the row could not write it again
         self.activity_rows.append(
             (
                 activity_id,
@@ -885,8 +882,7 @@ class _Batch:
                 program_id,
                 "purchase",
                 key,
-                # empty only where _stored_hash writes it again from the row
-                request_hash or "",
+                _row_hash(command),
                 at,
                 amount,
                 command.currency,
