@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import attrgetter, itemgetter
@@ -155,33 +156,24 @@ def _usual_purchases(items: list[Any]) -> list[service.ActivityCommand] | None:
         if set(map(type, items)) != _DICT or set(map(len, items)) != {size}:
             return None
         return _usual_columns(
-            list(map(_TYPE, items)),
-            list(map(_MEMBER, items)),
-            list(map(_KEY, items)),
-            list(map(_AT, items)),
-            list(map(_AMOUNT, items)),
-            list(map(_CURRENCY, items)) if has_currency else None,
-            list(map(_PROGRAM, items)) if has_program else None,
+            _columns(items, itemgetter, _FIELDS),
+            _column(items, itemgetter, "currency") if has_currency else None,
+            _column(items, itemgetter, "program_id") if has_program else None,
         )
     except KeyError:  # an item without one of the first's fields
         return None
 
 
 def _usual_columns(
-    kinds: list[Any],
-    members: list[Any],
-    keys: list[Any],
-    given: list[Any],
-    amounts: list[Any],
-    currencies: list[Any] | None,
-    programs: list[Any] | None,
+    fields: list[list[Any]], currencies: list[Any] | None, programs: list[Any] | None
 ) -> list[service.ActivityCommand] | None:
-    """The commands of usual purchases given as columns of their fields (None for a
-    field no item has), or None when one is not usual: ``_usual_purchase``'s checks a
-    column at a time. A text is a ``str`` exactly (as JSON is read), so ``str.join``
-    refuses (``TypeError``) any other value. The instants are checked by writing them back
-    (``orjson`` writes an instant in UTC as ``_CANONICAL`` reads it) instead of by the
-    pattern, and their years by ``EARLIEST`` and ``LATEST``."""
+    """The commands of usual purchases given as columns of their fields (``_FIELDS``, then
+    the optional ones, None for a field no item has), or None when one is not usual:
+    ``_usual_purchase``'s checks a column at a time. A text is a ``str`` exactly (as JSON
+    is read), so ``str.join`` refuses (``TypeError``) any other value. The instants are
+    checked by writing them back (``orjson`` writes an instant in UTC as ``_CANONICAL``
+    reads it) instead of by the pattern, and their years by ``EARLIEST`` and ``LATEST``."""
+    kinds, members, keys, given, amounts = fields
     n = len(kinds)
     if kinds.count("purchase") != n:  # (== never raises)
         return None
@@ -266,22 +258,30 @@ def batch_commands_of(body: bytes) -> list[service.ActivityCommand]:
     n = len(items)
     commands = None
     if 1 <= n <= BATCH_MAX:
-        currencies = list(map(_CURRENCY_FIELD, items))
-        programs = list(map(_PROGRAM_FIELD, items))
+        currencies = _column(items, attrgetter, "currency")
+        programs = _column(items, attrgetter, "program_id")
         no_currency = currencies.count(msgspec.UNSET)
         no_program = programs.count(msgspec.UNSET)
         # Only alike items: each optional field given by all or by none.
         if no_currency in (0, n) and no_program in (0, n):
             commands = _usual_columns(
-                list(map(_TYPE_FIELD, items)),
-                list(map(_MEMBER_FIELD, items)),
-                list(map(_KEY_FIELD, items)),
-                list(map(_AT_FIELD, items)),
-                list(map(_AMOUNT_FIELD, items)),
+                _columns(items, attrgetter, _FIELDS),
                 None if no_currency else currencies,
                 None if no_program else programs,
             )
     return batch_commands(orjson.loads(body)) if commands is None else commands
+
+
+def _column(items: list[Any], getter: Callable[[str], Any], name: str) -> list[Any]:
+    """Field ``name`` of every item, read by ``getter(name)`` (``itemgetter`` for
+    dictionaries, ``attrgetter`` for structs) in one pass in C."""
+    return list(map(getter(name), items))
+
+
+def _columns(
+    items: list[Any], getter: Callable[[str], Any], names: Sequence[str]
+) -> list[list[Any]]:
+    return [_column(items, getter, name) for name in names]
 
 
 def _validated_commands(data: Any) -> list[service.ActivityCommand]:
@@ -290,20 +290,8 @@ def _validated_commands(data: Any) -> list[service.ActivityCommand]:
 
 _PURCHASE = ActivityType.PURCHASE
 _ABSENT: Any = object()
-_TYPE_FIELD = attrgetter("type")
-_MEMBER_FIELD = attrgetter("member_id")
-_KEY_FIELD = attrgetter("idempotency_key")
-_AT_FIELD = attrgetter("occurred_at")
-_AMOUNT_FIELD = attrgetter("amount_minor")
-_CURRENCY_FIELD = attrgetter("currency")
-_PROGRAM_FIELD = attrgetter("program_id")
-_TYPE = itemgetter("type")
-_MEMBER = itemgetter("member_id")
-_KEY = itemgetter("idempotency_key")
-_AT = itemgetter("occurred_at")
-_AMOUNT = itemgetter("amount_minor")
-_CURRENCY = itemgetter("currency")
-_PROGRAM = itemgetter("program_id")
+_FIELDS = ("type", "member_id", "idempotency_key", "occurred_at", "amount_minor")
+"""The usual purchase's fields it always has, in ``_usual_columns``' order."""
 _ZONE = attrgetter("tzinfo")
 _DICT: set[type] = {dict}
 _INT: set[type] = {int}
@@ -367,20 +355,19 @@ def _usual_text(usual: service.Usual, member: str, key: str, at: str, replayed: 
 
 
 def _usual_texts(outcomes: list[service.Outcome]) -> list[str]:
-    """``usual_json`` of each outcome (all usual), the texts of their member ids, keys and
-    instants written by three calls of ``orjson`` for the lot: in a JSON array of strings,
-    ``","`` occurs only between two of them (a quote inside one is escaped)."""
+    """``usual_json`` of each usual outcome, in order, the texts of their member ids, keys
+    and instants written by three calls of ``orjson`` for the lot: in a JSON array of
+    strings, ``","`` occurs only between two of them (a quote inside one is escaped)."""
     usuals = [o.usual for o in outcomes if o.usual is not None]
-    if len(usuals) != len(outcomes):
-        raise ValueError("not all usual")
+    replayed = [o.replayed for o in outcomes if o.usual is not None]
     instants = [u[4] for u in usuals]
     if set(map(_ZONE, instants)) != _UTC_ONLY:  # another offset: written one by one
-        return [usual_json(u, o.replayed) for u, o in zip(usuals, outcomes, strict=True)]
+        return list(map(usual_json, usuals, replayed))
     members, keys, ats = (
         orjson.dumps(column, option=orjson.OPT_UTC_Z).decode()[2:-2].split('","')
         for column in ([u[1] for u in usuals], [u[3] for u in usuals], instants)
     )
-    return list(map(_usual_text, usuals, members, keys, ats, [o.replayed for o in outcomes]))
+    return list(map(_usual_text, usuals, members, keys, ats, replayed))
 
 
 def _text(value: str) -> str:
@@ -432,7 +419,7 @@ def batch_answer(outcomes: list[service.Outcome]) -> bytes:
     """The HTTP answer (200) to a recorded batch: counts and every activity's result."""
     duplicates = sum(1 for o in outcomes if o.replayed)
     parts: list[str] = []
-    usual = iter(_usual_texts([o for o in outcomes if o.usual is not None]))
+    usual = iter(_usual_texts(outcomes))
     for o in outcomes:
         if o.usual is not None:
             parts.append(next(usual))
