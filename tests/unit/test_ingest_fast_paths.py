@@ -2,8 +2,8 @@
 
 - ``MemberFigures.value`` (running sums, kept up to date by ``apply``) against a plain
   sum of the buckets;
-- ``Plan.qualifies_higher`` against ``decide_upgrade``, for random ladders, standings and
-  figures.
+- ``Plan.target`` against ``decide_upgrade`` (R9, R10, R20: the same level, or none), for
+  random ladders, standings and figures.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _ladder(rng: random.Random) -> Ladder:
     return Ladder(key="status", name="Status", levels=tuple(levels))
 
 
-def test_the_compiled_rules_rule_out_exactly_what_decide_upgrade_rules_out() -> None:
+def test_the_compiled_rules_decide_the_level_decide_upgrade_decides() -> None:
     rng = random.Random(11)
     at = datetime(2025, 6, 1, tzinfo=UTC)
     for _ in range(3000):
@@ -106,4 +106,7 @@ def test_the_compiled_rules_rule_out_exactly_what_decide_upgrade_rules_out() -> 
             )
         state = TierState(level_key=level_key, assignment=assignment)
         decided = decide_upgrade(ladder, state, measures, at=at, source=ChangeSource.ACTIVITY)
-        assert plan.qualifies_higher(values, state) is (decided is not None)
+        target = plan.target(values, state)
+        assert (target is None) is (decided is None)
+        if decided is not None:
+            assert target is decided.level

@@ -51,11 +51,18 @@ def decide_upgrade(
     target = qualified_level(ladder, measures)
     if target is None or target.rank <= rank_of(ladder, state.level_key):
         return None
+    return upgrade_to(state, target, at=at, source=source)
+
+
+def upgrade_to(
+    state: TierState, level: Level, *, at: datetime, source: ChangeSource
+) -> UpgradeDecision:
+    """The decision to move the member from its level up to ``level`` at ``at``."""
     change = TierChange(
         from_level=state.level_key,
-        to_level=target.key,
+        to_level=level.key,
         kind=ChangeKind.UPGRADED,
         at=at,
         source=source,
     )
-    return UpgradeDecision(level=target, change=change)
+    return UpgradeDecision(level=level, change=change)

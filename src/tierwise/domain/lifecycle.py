@@ -81,13 +81,18 @@ def enter(
     """The state after entering ``level`` at ``at``: a new cycle starts (R14).
 
     ``changes`` are further fields of the new state (as for ``dataclasses.replace``)."""
-    moved = state.moved_to(level.key if level is not None else None, at)
     expiry, due = validity_instants(
         ladder,
         level,
-        moved.cycle_start or moved.achieved_at,
+        at if level is not None else None,  # the new cycle's start
         tz=tz,
         enrolled_at=enrolled_at,
         last_activity_at=last_activity_at,
     )
-    return replace(moved, expires_at=expiry, check_due_at=due, **changes)
+    return state.moved_to(
+        level.key if level is not None else None,
+        at,
+        expires_at=expiry,
+        check_due_at=due,
+        **changes,
+    )

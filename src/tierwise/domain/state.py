@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class AssignmentMode(StrEnum):
@@ -76,19 +77,22 @@ class TierState:
         found = [c for c in candidates if c is not None]
         return min(found) if found else None
 
-    def moved_to(self, level_key: str | None, at: datetime) -> TierState:
-        """The state after moving to ``level_key`` at ``at`` (validity set by the caller)."""
-        return replace(
-            self,
-            level_key=level_key,
-            previous_level_key=self.level_key,
-            achieved_at=at if level_key is not None else None,
-            cycle_start=at if level_key is not None else None,
-            expires_at=None,
-            check_due_at=None,
-            grace_until=None,
-            credit=0,
-        )
+    def moved_to(self, level_key: str | None, at: datetime, **changes: Any) -> TierState:
+        """The state after moving to ``level_key`` at ``at`` (validity set by the caller,
+        here in ``changes``: further fields of the new state, as for ``replace``)."""
+        start = at if level_key is not None else None
+        fields: dict[str, Any] = {
+            "level_key": level_key,
+            "previous_level_key": self.level_key,
+            "achieved_at": start,
+            "cycle_start": start,
+            "expires_at": None,
+            "check_due_at": None,
+            "grace_until": None,
+            "credit": 0,
+        }
+        fields.update(changes)
+        return replace(self, **fields)
 
 
 @dataclass(frozen=True, slots=True)

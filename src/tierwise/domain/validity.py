@@ -57,6 +57,8 @@ def expiry_of(
     member's latest activity (for inactivity validity).
     """
     kind = validity.type
+    if kind is ValidityType.NONE:
+        return None
     if (
         kind is not ValidityType.ENROLMENT_ANNIVERSARY
         and kind is not ValidityType.INACTIVITY

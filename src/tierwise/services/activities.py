@@ -48,9 +48,9 @@ from tierwise.domain.checks import Context, attain_credit, keeps, renew
 from tierwise.domain.criteria import MeasureKey
 from tierwise.domain.earning import Earning, earn_for_purchase
 from tierwise.domain.errors import Conflict, InvalidInput, NotFound
-from tierwise.domain.evaluation import decide_upgrade, qualified_level, rank_of
+from tierwise.domain.evaluation import decide_upgrade, qualified_level, rank_of, upgrade_to
 from tierwise.domain.figures import MemberFigures
-from tierwise.domain.ladder import Ladder, Level, ValidityType
+from tierwise.domain.ladder import Ladder, Level, UpgradeTiming, ValidityType
 from tierwise.domain.lifecycle import enter, validity_of, with_validity
 from tierwise.domain.metrics import BuiltinMetric
 from tierwise.domain.money import minor_unit_exponent
@@ -296,7 +296,7 @@ def _lifts(plan: Plan, sums: list[int], effects: Effects, state: TierState) -> b
         delta = effects.get(metric)
         if delta:
             sums[j] += delta
-    return plan.qualifies_higher(sums, state)
+    return plan.target(sums, state) is not None
 
 
 @dataclass
@@ -1275,15 +1275,15 @@ class _Batch:
             # As _plus below: the purchase falls inside every window read at its instant.
             added = purchase_points(effects, lazy.points)
             lifted = [value + added.get(m, 0) for value, m in zip(quick, plan.metrics, strict=True)]
-            if not plan.qualifies_higher(lifted, state):
+            level = plan.target(lifted, state)  # what decide_upgrade decides from these sums
+            if level is None:
                 # These are the sums _upgrade reads at this instant once the purchase is
                 # applied (with the points just earned): it need not read them again.
                 self._no_upgrade = (work.member_id, row.id, at)
                 return lazy
             # The sums ``measuring.measure`` gives for these windows at this instant (the
-            # plan reads them alike: ``ingest_plan``), before and after the purchase.
-            before = dict(zip(plan.keys, quick, strict=True))
-            after = dict(zip(plan.keys, lifted, strict=True))
+            # plan reads them alike: ``ingest_plan``), before the purchase.
+            before: Mapping[MeasureKey, int] | list[int] = quick
         else:
             spans = self._intervals(
                 keys,
@@ -1298,18 +1298,24 @@ class _Batch:
             # The purchase causes an upgrade if its spend, orders or its points at the old
             # rate lift the member (points-based ladders count the points it earns).
             after = _plus(before, spans, purchase_points(effects, lazy.points), at)
-        decision = decide_upgrade(
-            ladder, state, after, at=command.occurred_at, source=ChangeSource.ACTIVITY
-        )
-        if decision is None:
-            return lazy
+            decision = decide_upgrade(
+                ladder, state, after, at=command.occurred_at, source=ChangeSource.ACTIVITY
+            )
+            if decision is None:
+                return lazy
+            level = decision.level
         needed: int | None = None
-        old_rate = work.program.earn_rate * old
-        if decision.level.attain is not None:
-            for criterion in decision.level.attain.criteria:
+        if level.attain is not None and ladder.upgrade_timing is UpgradeTiming.DYNAMIC:
+            # Only the dynamic timing splits the purchase (earn_for_purchase).
+            old_rate = work.program.earn_rate * old
+            for criterion in level.attain.criteria:
                 if not criterion.is_upward():
                     continue
-                gap = criterion.required - before.get(criterion.key, 0)
+                gap = criterion.required - (
+                    before[plan.keys.index(criterion.key)]
+                    if isinstance(before, list)
+                    else before.get(criterion.key, 0)
+                )
                 if criterion.metric == BuiltinMetric.SPEND:
                     needed = gap
                     break
@@ -1325,7 +1331,7 @@ class _Batch:
             currency,
             earn_rate=work.program.earn_rate,
             old_multiplier=old,
-            new_multiplier=decision.level.earn_multiplier,
+            new_multiplier=level.earn_multiplier,
             timing=ladder.upgrade_timing,
             needed_minor=needed,
         )
@@ -1358,28 +1364,33 @@ class _Batch:
         tz = work.tz
         plan = plan_for(ladder, measuring.keys_of(ladder))
         quick = self._starts.values(plan, work.figures, tz, at, self._day(at, tz))
-        if quick is None:
-            measures = await self._measures(ladder, work, state, at)
-        elif plan.qualifies_higher(quick, state):
-            measures = dict(zip(plan.keys, quick, strict=True))  # what _measures reads
-        else:
-            return None
         # A back-dated upgrade never predates the standing's latest change, so the history
         # keeps ending on the level the member holds (R13, R22).
-        at = max(at, state.achieved_at or at, state.cycle_start or at)
-        decision = decide_upgrade(ladder, state, measures, at=at, source=ChangeSource.ACTIVITY)
+        since = max(at, state.achieved_at or at, state.cycle_start or at)
+        if quick is None:
+            measures = await self._measures(ladder, work, state, at)
+            decision = decide_upgrade(
+                ladder, state, measures, at=since, source=ChangeSource.ACTIVITY
+            )
+        else:
+            level = plan.target(quick, state)  # what decide_upgrade decides from these sums
+            if level is None:
+                return None
+            decision = upgrade_to(state, level, at=since, source=ChangeSource.ACTIVITY)
+            # What _measures reads; only the credit (R18) reads them.
+            measures = dict(zip(plan.keys, quick, strict=True)) if ladder.credit else {}
         if decision is None:
             return None
         new_state = enter(
             ladder,
             state,
             decision.level,
-            at,
+            since,
             tz=work.program.tz,
             enrolled_at=work.enrolled_at,
             last_activity_at=work.figures.last_activity_at,
+            credit=attain_credit(ladder, decision.level, measures),
         )
-        new_state = replace(new_state, credit=attain_credit(ladder, decision.level, measures))
         if state.assignment is not None and state.assignment.mode is AssignmentMode.FLOOR:
             new_state = replace(new_state, assignment=state.assignment)  # R20: floor stays
         standings.change(

@@ -56,9 +56,9 @@ class Plan:
     """Per key: None for the lifetime, else a shared window."""
     simple: bool
     """Every window is the lifetime or a shared one (``values`` can answer)."""
-    levels: tuple[tuple[int, bool, tuple[Check, ...]], ...]
-    """Levels with an attain rule, in ladder order: ``(rank, all?, checks)``."""
-    floor_rank: int | None
+    levels: tuple[tuple[Level, bool, tuple[Check, ...]], ...]
+    """Levels with an attain rule, in ladder order: ``(level, all?, checks)``."""
+    floor: Level | None
     ranks: dict[str, int]
     by_key: dict[str, Level]
     """``ladder.level(key)`` of every level."""
@@ -68,25 +68,25 @@ class Plan:
     """Every attain criterion asks for at least a threshold (``>=`` or ``>``): sums that
     only grow can lift a member at some point only if they lift it at the end."""
 
-    def qualifies_higher(self, values: list[int], state: TierState) -> bool:
-        """Whether ``decide_upgrade`` would move the member up, with ``values`` the sums
-        of ``keys`` (in order)."""
+    def target(self, values: list[int], state: TierState) -> Level | None:
+        """The level ``decide_upgrade`` moves the member up to, with ``values`` the sums of
+        ``keys`` (in order); None when it does not move the member (R9, R10, R20)."""
         assignment = state.assignment
         if assignment is not None and assignment.mode is _PIN:
-            return False
-        best = self.floor_rank
-        for rank, all_of, checks in self.levels:
+            return None
+        best = self.floor
+        for level, all_of, checks in self.levels:
             holds = all_of
             for i, compare, threshold in checks:
                 if compare(values[i], threshold) is not all_of:
                     holds = not all_of
                     break
             if holds:
-                best = rank
+                best = level
         if best is None:
-            return False
+            return None
         current = 0 if state.level_key is None else self.ranks.get(state.level_key, 0)
-        return best > current
+        return best if best.rank > current else None
 
 
 def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
@@ -100,7 +100,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         checks = tuple(
             (index[c.key], COMPARE[c.operator], c.threshold) for c in level.attain.criteria
         )
-        levels.append((level.rank, level.attain.mode is Mode.ALL, checks))
+        levels.append((level, level.attain.mode is Mode.ALL, checks))
         monotone = monotone and all(c.operator in _UPWARD for c in level.attain.criteria)
     windows: list[Window | None] = []
     simple = True
@@ -110,7 +110,6 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         else:
             windows.append(window)
             simple = simple and window.type in _SHARED
-    floor = ladder.floor
     return Plan(
         ladder=ladder,
         keys=ordered,
@@ -118,7 +117,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         windows=tuple(windows),
         simple=simple,
         levels=tuple(levels),
-        floor_rank=None if floor is None else floor.rank,
+        floor=ladder.floor,
         ranks={level.key: level.rank for level in reversed(ladder.levels)},
         by_key={level.key: level for level in reversed(ladder.levels)},
         inactivity=frozenset(
