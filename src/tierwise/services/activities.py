@@ -683,9 +683,7 @@ class _Batch:
         tz = work.tz
         last = work.last_activity_at
         days: list[date] = []
-        for row in self.ladders[work.program.id]:
-            assert row.definition is not None
-            plan = plan_for(row.definition, measuring.keys_of(row.definition))
+        for _, _, plan, _ in self._ladder_plans(work.program.id):
             if not plan.simple:
                 return False
             for at in (first_at, last):
@@ -853,55 +851,60 @@ class _Batch:
         # entry: no other activity of this member in the batch reads them one by one.
         figures.apply_on(day, previous, effects)
         work.recorded.extend(command.occurred_at for command in commands)
-        external_id = work.external_id
-        return [
-            self._add_usual(command, member_id, external_id, program.id, points, rate_text)
-            for command, points in zip(commands, points_of, strict=True)
-        ]
+        return self._add_usuals(
+            commands, points_of, member_id, work.external_id, program.id, rate_text
+        )
 
-    def _add_usual(
+    def _add_usuals(
         self,
-        command: ActivityCommand,
+        commands: list[ActivityCommand],
+        points_of: list[int],
         member_id: int,
         external_id: str,
         program_id: int,
-        points: int,
         rate_text: str,
-    ) -> Usual:
-        """The ledger row of a usual purchase (in the batch's rows) and its answer."""
-        activity_id, activity_uuid = self._ids.pop()
-        at = command.occurred_at
-        amount = command.amount_minor
-        assert amount is not None
-        key = command.idempotency_key
-        usual = (activity_uuid, external_id, program_id, key, at, amount, points, rate_text)
-        self.activity_rows.append(
-            (
-                activity_id,
-                member_id,
-                program_id,
-                "purchase",
-                key,
-                _row_hash(command),
-                at,
-                amount,
-                command.currency,
-                command.points,
-                command.counter,
-                None,
-                # _json(effects), written directly (a third of the time)
-                f'{{"spend":{amount},"orders":1,"points_earned":{p},"points_balance":{p}}}'
-                if (p := str(points)) != "0"
-                else f'{{"spend":{amount},"orders":1}}',
-                # The answer is rebuilt from the row on a replay (purchase_result); the
-                # row keeps an instant in UTC only, so an answer in another offset stays.
-                None if at.tzinfo is UTC else _json(purchase_result(*usual)),
-                rate_text,
-                self.caller.tenant_id,
-                self.now,
+    ) -> list[Usual]:
+        """The ledger rows of usual purchases (in the batch's rows) and their answers."""
+        ids = self._ids
+        rows = self.activity_rows
+        tenant_id = self.caller.tenant_id
+        now = self.now
+        answers: list[Usual] = []
+        for command, points in zip(commands, points_of, strict=True):
+            activity_id, activity_uuid = ids.pop()
+            at = command.occurred_at
+            amount = command.amount_minor
+            assert amount is not None
+            key = command.idempotency_key
+            usual = (activity_uuid, external_id, program_id, key, at, amount, points, rate_text)
+            rows.append(
+                (
+                    activity_id,
+                    member_id,
+                    program_id,
+                    "purchase",
+                    key,
+                    _row_hash(command),
+                    at,
+                    amount,
+                    command.currency,
+                    command.points,
+                    command.counter,
+                    None,
+                    # _json(effects), written directly (a third of the time)
+                    f'{{"spend":{amount},"orders":1,"points_earned":{p},"points_balance":{p}}}'
+                    if (p := str(points)) != "0"
+                    else f'{{"spend":{amount},"orders":1}}',
+                    # The answer is rebuilt from the row on a replay (purchase_result); the
+                    # row keeps an instant in UTC only, so an answer in another offset stays.
+                    None if at.tzinfo is UTC else _json(purchase_result(*usual)),
+                    rate_text,
+                    tenant_id,
+                    now,
+                )
             )
-        )
-        return usual
+            answers.append(usual)
+        return answers
 
     def _quick_purchase(
         self, command: ActivityCommand, work: _MemberWork, standings: Standings
@@ -965,7 +968,9 @@ class _Batch:
         for use, sums in checked:
             quick_sums[id(use)] = (figures.version, day, use, sums)
         work.recorded.append(at)
-        return self._add_usual(command, member_id, work.external_id, program.id, points, terms[3])
+        return self._add_usuals(
+            [command], [points], member_id, work.external_id, program.id, terms[3]
+        )[0]
 
     async def _apply(
         self, index: int, command: ActivityCommand, work: _MemberWork, standings: Standings
