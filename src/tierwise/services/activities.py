@@ -246,6 +246,7 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 _UNSEEN: Any = object()
 _PURCHASE = ActivityType.PURCHASE
 _RETURN = ActivityType.RETURN
+_REDEMPTION = ActivityType.POINTS_REDEMPTION
 # The metrics a purchase moves, looked up once (an enum member read through its class
 # runs Python code every time).
 _SPEND = BuiltinMetric.SPEND
@@ -529,18 +530,18 @@ class _Batch:
 
     async def _members(self, fresh: list[int]) -> dict[tuple[str, int], _MemberWork]:
         external_ids = sorted({self.commands[i].member_id for i in fresh})
-        first_seen: dict[str, datetime] = {}
-        for i in fresh:
-            command = self.commands[i]
-            seen = first_seen.get(command.member_id)
-            if seen is None or command.occurred_at < seen:
-                first_seen[command.member_id] = command.occurred_at
         tenant_id = self.caller.tenant_id
         # Lock every member of the batch (PostgreSQL), in id order to avoid deadlocks;
         # read them again (locked) only when some had to be created.
         found = await self._lock_members(external_ids)
         missing = [eid for eid in external_ids if eid not in found]
         if missing:
+            first_seen: dict[str, datetime] = {}  # a new member's enrolment
+            for i in fresh:
+                command = self.commands[i]
+                seen = first_seen.get(command.member_id)
+                if seen is None or command.occurred_at < seen:
+                    first_seen[command.member_id] = command.occurred_at
             await members_repo.add_members(
                 self.conn,
                 [
@@ -594,11 +595,20 @@ class _Batch:
         # Running totals read: the ladders' metrics, lifetime spend (earning reads it)
         # and, for a batch with redemptions, the points balance they are checked against.
         metrics_by_program: dict[int, set[str]] = defaultdict(lambda: {BuiltinMetric.SPEND})
+        # Every window's start is non-decreasing in the instant it is read at, so the
+        # earliest day a member's activities need is the one its earliest activity needs.
+        earliest: dict[tuple[str, int], datetime] = {}
+        commands = self.commands
+        programs = self.programs
         for index in fresh:
-            command = self.commands[index]
-            if command.type is ActivityType.POINTS_REDEMPTION:
-                pid = self.programs[command.program_id].id
-                metrics_by_program[pid].add(BuiltinMetric.POINTS_BALANCE)
+            command = commands[index]
+            pid = programs[command.program_id].id
+            if command.type is _REDEMPTION:
+                metrics_by_program[pid].add(_POINTS_BALANCE)
+            key = (command.member_id, pid)
+            seen = earliest.get(key)
+            if seen is None or command.occurred_at < seen:
+                earliest[key] = command.occurred_at
         # Metrics some window other than the lifetime reads: the only ones whose daily
         # buckets are needed while no activity is late (the running total answers the
         # lifetime as of any instant no earlier than the member's latest activity).
@@ -612,15 +622,6 @@ class _Batch:
                 keys = measuring.keys_of(row.definition)
                 metrics |= {k[0] for k in keys}
                 windowed |= {k[0] for k in keys if k[1].type is not WindowType.LIFETIME}
-        # Every window's start is non-decreasing in the instant it is read at, so the
-        # earliest day a member's activities need is the one its earliest activity needs.
-        earliest: dict[tuple[str, int], datetime] = {}
-        for index in fresh:
-            command = self.commands[index]
-            key = (command.member_id, self.programs[command.program_id].id)
-            seen = earliest.get(key)
-            if seen is None or command.occurred_at < seen:
-                earliest[key] = command.occurred_at
         for key, work in works.items():
             pid = work.program.id
             first_at = earliest[key]
