@@ -82,6 +82,7 @@ def test_pivoted_deltas_are_the_pivot_of_the_deltas(
             enrolled_at=_START,
             last_activity_at=None,
             program=_program(program_id),
+            first_at=_START,
         )
         work.figures = MemberFigures(tz=work.tz)
         for hours, effects in activities:

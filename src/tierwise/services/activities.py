@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
+from operator import attrgetter
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -246,6 +247,8 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 _UNSEEN: Any = object()
 _PURCHASE = ActivityType.PURCHASE
 _RETURN = ActivityType.RETURN
+_KEY_OF = attrgetter("idempotency_key")
+_OCCURRED_AT = attrgetter("occurred_at")
 _REDEMPTION = ActivityType.POINTS_REDEMPTION
 # The metrics a purchase moves, looked up once (an enum member read through its class
 # runs Python code every time).
@@ -307,6 +310,8 @@ class _MemberWork:
     enrolled_at: datetime
     last_activity_at: datetime | None
     program: Program
+    first_at: datetime
+    """The instant of the member's earliest activity in the batch (in this program)."""
     figures: MemberFigures = field(init=False)
     tz: ZoneInfo = field(init=False)
     recorded: list[datetime] = field(default_factory=list)
@@ -360,6 +365,8 @@ class _Batch:
         self._lazy_rates: dict[tuple[int, str | None], _Terms | None] = {}
         """Per (program, level of its first ladder): the lazy earn rate's terms."""
         self._plans: dict[int, list[tuple[LadderRow, Ladder, Plan, Plan | None]]] = {}
+        self._redeeming: set[int] = set()
+        """The programs of the batch's points redemptions (``_members`` notes them)."""
 
     def _day(self, at: datetime, tz: ZoneInfo) -> date:
         """``local_date``. The instants of a batch mostly fall on a few local days: the
@@ -415,13 +422,14 @@ class _Batch:
 
     async def _replays(self, outcomes: list[Outcome | None]) -> list[int]:
         """Answer repeats from the stored results; return the indexes still to record."""
+        keys = list(map(_KEY_OF, self.commands))
         stored = (
-            await ledger.stored_by_keys(
-                self.conn, self.caller.tenant_id, [c.idempotency_key for c in self.commands]
-            )
+            await ledger.stored_by_keys(self.conn, self.caller.tenant_id, keys)
             if self.look_up
             else {}
         )
+        if not stored and len(set(keys)) == len(keys):
+            return list(range(len(keys)))  # no repeat: every activity is to record
         first_in_batch: dict[str, int] = {}
         fresh: list[int] = []
         for index, command in enumerate(self.commands):
@@ -473,8 +481,7 @@ class _Batch:
                 if any((m[0], row.id) not in states for row in self.ladders.get(m[3].id, []))
             ]
         await standings.load(members, {pid: rows for pid, rows in self.ladders.items()})
-        await self._load_figures(fresh, works, standings)
-        results: dict[int, Outcome] = {}
+        await self._load_figures(works, standings)
         ids = await ledger.reserve_ids(self.conn, self.driver, len(fresh))
         self._ids = list(zip(ids, public_ids(ids), strict=True))[::-1]
         runs = self._runs(fresh)
@@ -489,25 +496,29 @@ class _Batch:
                 found = self._quick_run(run, work, standings)
                 if found is not None:
                     for i, answer in zip(run, found, strict=True):
-                        results[i] = Outcome(None, False, answer)
+                        outcomes[i] = Outcome(None, False, answer)
                     done.update(run)
                     continue
             usual: Usual | None = None
             if command.type is ActivityType.PURCHASE:
                 usual = self._quick_purchase(command, work, standings)
             if usual is None:
-                results[index] = Outcome(await self._apply(index, command, work, standings), False)
+                outcomes[index] = Outcome(await self._apply(index, command, work, standings), False)
             else:
-                results[index] = Outcome(None, False, usual)
-        # Repeats of a key first seen in this batch answer that first result.
-        for index, command in enumerate(self.commands):
-            if outcomes[index] is None and index not in results:
-                first = next(
-                    i for i in fresh if self.commands[i].idempotency_key == command.idempotency_key
-                )
-                outcomes[index] = results[first].repeated()
-        for index, outcome in results.items():
-            outcomes[index] = outcome
+                outcomes[index] = Outcome(None, False, usual)
+        # Repeats of a key first seen in this batch (the only outcomes still missing)
+        # answer that first result.
+        if None in outcomes:
+            for index, command in enumerate(self.commands):
+                if outcomes[index] is None:
+                    first = next(
+                        i
+                        for i in fresh
+                        if self.commands[i].idempotency_key == command.idempotency_key
+                    )
+                    found_first = outcomes[first]
+                    assert found_first is not None
+                    outcomes[index] = found_first.repeated()
         await self._write(works, standings)
 
     async def _program(self, program_id: int | None, index: int) -> Program:
@@ -563,7 +574,8 @@ class _Batch:
             command = self.commands[i]
             program = self.programs[command.program_id]
             key = (command.member_id, program.id)
-            if key not in works:
+            work = works.get(key)
+            if work is None:
                 member = found[command.member_id]
                 works[key] = _MemberWork(
                     member_id=member.id,
@@ -571,7 +583,12 @@ class _Batch:
                     enrolled_at=member.enrolled_at,
                     last_activity_at=member.last_activity_at,
                     program=program,
+                    first_at=command.occurred_at,
                 )
+            elif command.occurred_at < work.first_at:
+                work.first_at = command.occurred_at
+            if command.type is _REDEMPTION:
+                self._redeeming.add(program.id)
         return works
 
     async def _lock_members(
@@ -589,26 +606,14 @@ class _Batch:
         return sorted({row.id for rows in self.ladders.values() for row in rows})
 
     async def _load_figures(
-        self, fresh: list[int], works: dict[tuple[str, int], _MemberWork], standings: Standings
+        self, works: dict[tuple[str, int], _MemberWork], standings: Standings
     ) -> None:
         by_program: dict[int, dict[int, tuple[date | None, datetime | None]]] = defaultdict(dict)
         # Running totals read: the ladders' metrics, lifetime spend (earning reads it)
         # and, for a batch with redemptions, the points balance they are checked against.
         metrics_by_program: dict[int, set[str]] = defaultdict(lambda: {BuiltinMetric.SPEND})
-        # Every window's start is non-decreasing in the instant it is read at, so the
-        # earliest day a member's activities need is the one its earliest activity needs.
-        earliest: dict[tuple[str, int], datetime] = {}
-        commands = self.commands
-        programs = self.programs
-        for index in fresh:
-            command = commands[index]
-            pid = programs[command.program_id].id
-            if command.type is _REDEMPTION:
-                metrics_by_program[pid].add(_POINTS_BALANCE)
-            key = (command.member_id, pid)
-            seen = earliest.get(key)
-            if seen is None or command.occurred_at < seen:
-                earliest[key] = command.occurred_at
+        for pid in self._redeeming:
+            metrics_by_program[pid].add(_POINTS_BALANCE)
         # Metrics some window other than the lifetime reads: the only ones whose daily
         # buckets are needed while no activity is late (the running total answers the
         # lifetime as of any instant no earlier than the member's latest activity).
@@ -622,9 +627,11 @@ class _Batch:
                 keys = measuring.keys_of(row.definition)
                 metrics |= {k[0] for k in keys}
                 windowed |= {k[0] for k in keys if k[1].type is not WindowType.LIFETIME}
-        for key, work in works.items():
+        for work in works.values():
             pid = work.program.id
-            first_at = earliest[key]
+            # Every window's start is non-decreasing in the instant it is read at, so the
+            # earliest day a member's activities need is the one its earliest one needs.
+            first_at = work.first_at
             if work.last_activity_at is not None and first_at < work.last_activity_at:
                 # Late (R13): sums as of instants before the latest activity subtract the
                 # buckets after them, for lifetime windows too.
@@ -851,7 +858,7 @@ class _Batch:
         # Nothing below can fail: record them. The figures take the run's sum as one
         # entry: no other activity of this member in the batch reads them one by one.
         figures.apply_on(day, previous, effects)
-        work.recorded.extend(command.occurred_at for command in commands)
+        work.recorded.extend(map(_OCCURRED_AT, commands))
         return self._add_usuals(
             commands, points_of, member_id, work.external_id, program.id, rate_text
         )
