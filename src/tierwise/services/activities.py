@@ -482,6 +482,9 @@ class _Batch:
             ]
         await standings.load(members, {pid: rows for pid, rows in self.ladders.items()})
         await self._load_figures(works, standings)
+        # Outcomes still missing besides the fresh ones: repeats of keys first seen in
+        # this batch (counted now, while the list holds few outcomes to compare).
+        repeats = outcomes.count(None) - len(fresh)
         ids = await ledger.reserve_ids(self.conn, self.driver, len(fresh))
         self._ids = list(zip(ids, public_ids(ids), strict=True))[::-1]
         runs = self._runs(fresh)
@@ -508,7 +511,7 @@ class _Batch:
                 outcomes[index] = Outcome(None, False, usual)
         # Repeats of a key first seen in this batch (the only outcomes still missing)
         # answer that first result.
-        if None in outcomes:
+        if repeats:
             for index, command in enumerate(self.commands):
                 if outcomes[index] is None:
                     first = next(

@@ -57,7 +57,7 @@ class Plan:
     simple: bool
     """Every window is the lifetime or a shared one (``values`` can answer)."""
     levels: tuple[tuple[Level, bool, tuple[Check, ...]], ...]
-    """Levels with an attain rule, in ladder order: ``(level, all?, checks)``."""
+    """Levels with an attain rule, the highest rank first: ``(level, all?, checks)``."""
     floor: Level | None
     ranks: dict[str, int]
     by_key: dict[str, Level]
@@ -74,19 +74,20 @@ class Plan:
         assignment = state.assignment
         if assignment is not None and assignment.mode is _PIN:
             return None
-        best = self.floor
-        for level, all_of, checks in self.levels:
+        current = 0 if state.level_key is None else self.ranks.get(state.level_key, 0)
+        floor = self.floor
+        settled = floor is None or floor.rank <= current
+        for level, all_of, checks in self.levels:  # the highest rank first
+            if settled and level.rank <= current:
+                return None  # no level from here on, nor the floor, is above the member's
             holds = all_of
             for i, compare, threshold in checks:
                 if compare(values[i], threshold) is not all_of:
                     holds = not all_of
                     break
-            if holds:
-                best = level
-        if best is None:
-            return None
-        current = 0 if state.level_key is None else self.ranks.get(state.level_key, 0)
-        return best if best.rank > current else None
+            if holds:  # the highest level the member qualifies for (R3)
+                return level if level.rank > current else None
+        return None if settled else floor
 
 
 def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
@@ -116,7 +117,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         metrics=tuple(k[0] for k in ordered),
         windows=tuple(windows),
         simple=simple,
-        levels=tuple(levels),
+        levels=tuple(sorted(levels, key=lambda entry: entry[0].rank, reverse=True)),
         floor=ladder.floor,
         ranks={level.key: level.rank for level in reversed(ladder.levels)},
         by_key={level.key: level for level in reversed(ladder.levels)},
