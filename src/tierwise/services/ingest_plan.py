@@ -4,9 +4,10 @@ Recording an activity asks, per ladder, "does the member now qualify above their
 level?" — almost always "no". ``decide_upgrade`` answers it from a dict keyed by
 ``(metric, Window)`` pairs, where every look-up hashes a pydantic model; a batch of 1,000
 asks it thousands of times. A :class:`Plan` answers the same question from a list of
-integers, in the order of its keys, so the caller can skip the general path whenever
-the answer is "no". When the answer is "yes" the caller runs the general path, which
-decides exactly as before: a plan never decides a change, it only rules one out.
+integers, in the order of its keys (``Plan.target``: the level ``decide_upgrade`` would
+move the member to, or None), so the caller skips the general path whenever the answer
+is "no", and takes the level from the plan when it is "yes" (a unit test compares the
+two on random ladders, standings and sums).
 
 :meth:`Plan.values` reads the window sums straight from ``MemberFigures`` for the common
 case: every window either the lifetime or one that starts at a local midnight shared by
@@ -57,7 +58,8 @@ class Plan:
     simple: bool
     """Every window is the lifetime or a shared one (``values`` can answer)."""
     levels: tuple[tuple[Level, bool, tuple[Check, ...]], ...]
-    """Levels with an attain rule, the highest rank first: ``(level, all?, checks)``."""
+    """Levels with an attain rule, in reverse ladder order (a ladder keeps its levels by
+    rank, so the highest first): ``(level, all?, checks)``."""
     floor: Level | None
     ranks: dict[str, int]
     by_key: dict[str, Level]
@@ -117,7 +119,7 @@ def compile_plan(ladder: Ladder, keys: frozenset[MeasureKey]) -> Plan:
         metrics=tuple(k[0] for k in ordered),
         windows=tuple(windows),
         simple=simple,
-        levels=tuple(sorted(levels, key=lambda entry: entry[0].rank, reverse=True)),
+        levels=tuple(reversed(levels)),
         floor=ladder.floor,
         ranks={level.key: level.rank for level in reversed(ladder.levels)},
         by_key={level.key: level for level in reversed(ladder.levels)},
