@@ -1298,8 +1298,13 @@ class _Batch:
                 self._no_upgrade = (work.member_id, row.id, at)
                 return lazy
             # The sums ``measuring.measure`` gives for these windows at this instant (the
-            # plan reads them alike: ``ingest_plan``), before the purchase.
-            before: Mapping[MeasureKey, int] | list[int] = quick
+            # plan reads them alike: ``ingest_plan``), before the purchase; only the
+            # dynamic timing's split below reads them.
+            before = (
+                dict(zip(plan.keys, quick, strict=True))
+                if ladder.upgrade_timing is UpgradeTiming.DYNAMIC
+                else {}
+            )
         else:
             spans = self._intervals(
                 keys,
@@ -1327,11 +1332,7 @@ class _Batch:
             for criterion in level.attain.criteria:
                 if not criterion.is_upward():
                     continue
-                gap = criterion.required - (
-                    before[plan.keys.index(criterion.key)]
-                    if isinstance(before, list)
-                    else before.get(criterion.key, 0)
-                )
+                gap = criterion.required - before.get(criterion.key, 0)
                 if criterion.metric == BuiltinMetric.SPEND:
                     needed = gap
                     break
