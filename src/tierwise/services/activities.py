@@ -312,6 +312,8 @@ class _MemberWork:
     program: Program
     first_at: datetime
     """The instant of the member's earliest activity in the batch (in this program)."""
+    redeems: bool = False
+    """Whether the batch redeems points of the member in this program."""
     figures: MemberFigures = field(init=False)
     tz: ZoneInfo = field(init=False)
     recorded: list[datetime] = field(default_factory=list)
@@ -365,8 +367,6 @@ class _Batch:
         self._lazy_rates: dict[tuple[int, str | None], _Terms | None] = {}
         """Per (program, level of its first ladder): the lazy earn rate's terms."""
         self._plans: dict[int, list[tuple[LadderRow, Ladder, Plan, Plan | None]]] = {}
-        self._redeeming: set[int] = set()
-        """The programs of the batch's points redemptions (``_members`` notes them)."""
 
     def _day(self, at: datetime, tz: ZoneInfo) -> date:
         """``local_date``. The instants of a batch mostly fall on a few local days: the
@@ -580,7 +580,7 @@ class _Batch:
             work = works.get(key)
             if work is None:
                 member = found[command.member_id]
-                works[key] = _MemberWork(
+                work = works[key] = _MemberWork(
                     member_id=member.id,
                     external_id=member.external_id,
                     enrolled_at=member.enrolled_at,
@@ -591,7 +591,7 @@ class _Batch:
             elif command.occurred_at < work.first_at:
                 work.first_at = command.occurred_at
             if command.type is _REDEMPTION:
-                self._redeeming.add(program.id)
+                work.redeems = True
         return works
 
     async def _lock_members(
@@ -615,8 +615,9 @@ class _Batch:
         # Running totals read: the ladders' metrics, lifetime spend (earning reads it)
         # and, for a batch with redemptions, the points balance they are checked against.
         metrics_by_program: dict[int, set[str]] = defaultdict(lambda: {BuiltinMetric.SPEND})
-        for pid in self._redeeming:
-            metrics_by_program[pid].add(_POINTS_BALANCE)
+        for work in works.values():
+            if work.redeems:
+                metrics_by_program[work.program.id].add(_POINTS_BALANCE)
         # Metrics some window other than the lifetime reads: the only ones whose daily
         # buckets are needed while no activity is late (the running total answers the
         # lifetime as of any instant no earlier than the member's latest activity).
