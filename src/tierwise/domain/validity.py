@@ -58,7 +58,7 @@ def expiry_of(
     """
     kind = validity.type
     if kind is ValidityType.NONE:
-        return None
+        return None  # never expires (``_expiry`` is not asked)
     if (
         kind is not ValidityType.ENROLMENT_ANNIVERSARY
         and kind is not ValidityType.INACTIVITY
@@ -84,8 +84,6 @@ def _expiry(
     start = ensure_aware(tier_start)
     start_day = local_date(start, tz)
     match validity.type:
-        case ValidityType.NONE:
-            return None
         case ValidityType.FIXED_MONTHS:
             return _fixed_months_expiry(start, _need(validity.months, "months"), tz)
         case ValidityType.ENROLMENT_ANNIVERSARY:
